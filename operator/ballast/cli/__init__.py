@@ -1,0 +1,1 @@
+"""Command-line entry points: `ballast` and the kubectl plugin."""

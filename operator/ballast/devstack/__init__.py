@@ -1,0 +1,1 @@
+"""The local control plane, data plane and demo: used by people and by the e2e tests."""
