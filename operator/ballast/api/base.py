@@ -1,0 +1,64 @@
+"""The base model every Ballast resource field inherits from, and the CEL rule attachment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A CEL rule, evaluated by the API server at admission and by `ballast validate` offline.
+
+    `rule` is the expression with `self` bound to the object the rule is attached to; `message`
+    is what a person sees. `field_path` (a JSONPath-like `.a.b`) narrows where the error points.
+    """
+
+    rule: str
+    message: str
+    field_path: str | None = None
+
+    def to_schema(self) -> dict[str, str]:
+        out = {"rule": self.rule, "message": self.message}
+        if self.field_path:
+            out["fieldPath"] = self.field_path
+        return out
+
+
+def _attach_rules(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    rules: tuple[Rule, ...] = getattr(model, "__cel_rules__", ())
+    if rules:
+        schema["x-kubernetes-validations"] = [r.to_schema() for r in rules]
+
+
+class SpecModel(BaseModel):
+    """Fields written by people: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra=_attach_rules,
+    )
+    __cel_rules__: ClassVar[tuple[Rule, ...]] = ()
+
+
+class OpenModel(SpecModel):
+    """Kubernetes-owned shapes (pod templates) where only some fields are modelled."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class StatusModel(BaseModel):
+    """Fields written by the operator: tolerant of fields a newer operator wrote."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        json_schema_extra=_attach_rules,
+    )
+    __cel_rules__: ClassVar[tuple[Rule, ...]] = ()

@@ -1,0 +1,107 @@
+"""Offline evaluation of the CRDs' CEL rules, as the API server evaluates them at admission.
+
+Values are converted by their schema type (the API server treats every `number` as a double and
+every `integer` as an int), defaults are applied first (the API server defaults before it
+validates), and the Kubernetes list extension `isSorted` is provided.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import celpy
+from celpy import celtypes
+
+from ballast.api.schema import Schema
+
+
+@dataclass(frozen=True)
+class RuleFailure:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: Invalid value: {self.message}"
+
+
+def _is_sorted(values: celtypes.ListType) -> celtypes.BoolType:
+    return celtypes.BoolType(all(values[i] <= values[i + 1] for i in range(len(values) - 1)))
+
+
+_KUBERNETES_FUNCTIONS = {"isSorted": _is_sorted}
+_ENVIRONMENT = celpy.Environment()
+
+
+@lru_cache(maxsize=512)
+def _program(expression: str) -> celpy.Runner:
+    return _ENVIRONMENT.program(_ENVIRONMENT.compile(expression), functions=_KUBERNETES_FUNCTIONS)
+
+
+def to_cel(value: Any, schema: Schema) -> Any:
+    """Convert a JSON value to CEL types the way the API server types it from the schema."""
+    if schema.get("x-kubernetes-preserve-unknown-fields") and "properties" not in schema:
+        return celpy.json_to_cel(value)
+    kind = schema.get("type")
+    if kind == "object" and isinstance(value, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        converted = {}
+        for key, item in value.items():
+            sub = props.get(key) or (extra if isinstance(extra, dict) else {})
+            converted[celtypes.StringType(key)] = to_cel(item, sub) if sub else celpy.json_to_cel(item)
+        return celtypes.MapType(converted)
+    if kind == "array" and isinstance(value, list):
+        return celtypes.ListType([to_cel(item, schema.get("items", {})) for item in value])
+    if kind == "number" and isinstance(value, int | float) and not isinstance(value, bool):
+        return celtypes.DoubleType(float(value))
+    return celpy.json_to_cel(value)
+
+
+def apply_defaults(value: Any, schema: Schema) -> Any:
+    """Fill schema defaults into a copy of `value`, recursively, as the API server does."""
+    value = copy.deepcopy(value)
+    _default_in_place(value, schema)
+    return value
+
+
+def _default_in_place(value: Any, schema: Schema) -> None:
+    if isinstance(value, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+            if key in value:
+                _default_in_place(value[key], sub)
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for item in value.values():
+                _default_in_place(item, extra)
+    elif isinstance(value, list) and "items" in schema:
+        for item in value:
+            _default_in_place(item, schema["items"])
+
+
+def evaluate_rules(value: Any, schema: Schema, path: str) -> Iterator[RuleFailure]:
+    """Every failing `x-kubernetes-validations` rule in `value`, depth first, as the API server reports."""
+    for rule in schema.get("x-kubernetes-validations", ()):
+        try:
+            ok = _program(rule["rule"]).evaluate({"self": to_cel(value, schema)})
+        except celpy.CELEvalError as error:
+            yield RuleFailure(path, f"{error.args[0]} evaluating rule: {rule['rule']}")
+            continue
+        if ok is not True and ok != celtypes.BoolType(True):
+            yield RuleFailure(path + rule.get("fieldPath", ""), rule["message"])
+    if isinstance(value, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                yield from evaluate_rules(value[key], sub, f"{path}.{key}")
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key, item in value.items():
+                yield from evaluate_rules(item, extra, f"{path}[{key}]")
+    elif isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            yield from evaluate_rules(item, schema["items"], f"{path}[{index}]")

@@ -1,0 +1,552 @@
+"""ModelDeployment: the contract, budgets, rollout and fallbacks of one model deployment."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from ballast.api.base import OpenModel, Rule, SpecModel
+from ballast.api.presets import Preset, Runtime, presets_cel_condition, presets_table_text
+from ballast.api.types import (
+    DNSLabel,
+    DNSSubdomain,
+    Duration,
+    Hostname,
+    Money,
+    Percent,
+    Port,
+)
+
+# ---------------------------------------------------------------------------------------- model
+
+
+class ContainerTemplate(OpenModel):
+    """A container of the pod template; every Kubernetes container field is accepted."""
+
+    name: DNSLabel = Field(description="Container name.")
+    image: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = Field(
+        default=None, description="Container image."
+    )
+
+
+class PodSpecTemplate(OpenModel):
+    """The pod spec of a revision; every Kubernetes PodSpec field is accepted."""
+
+    containers: list[ContainerTemplate] = Field(
+        min_length=1, max_length=16, description="The containers; the first one serves the model."
+    )
+
+
+class TemplateMetadata(SpecModel):
+    """Labels and annotations copied onto every pod of the revision."""
+
+    labels: dict[str, Annotated[str, StringConstraints(max_length=63)]] = Field(
+        default_factory=dict, max_length=64, description="Pod labels."
+    )
+    annotations: dict[str, Annotated[str, StringConstraints(max_length=4096)]] = Field(
+        default_factory=dict, max_length=64, description="Pod annotations."
+    )
+
+
+class PodTemplate(SpecModel):
+    """A pod template. Any change here is a new revision."""
+
+    metadata: TemplateMetadata | None = Field(default=None, description="Pod labels and annotations.")
+    spec: PodSpecTemplate = Field(description="The pod spec (a Kubernetes PodSpec).")
+
+
+class EnvVar(SpecModel):
+    """An environment variable for the `image` shorthand."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(description="Variable name.")
+    value: Annotated[str, StringConstraints(max_length=32768)] = Field(default="", description="Value.")
+
+
+class Autoscaling(SpecModel):
+    """A HorizontalPodAutoscaler per revision; replaces `replicas` when set."""
+
+    __cel_rules__ = (
+        Rule("self.minReplicas <= self.maxReplicas", "autoscaling.minReplicas must not exceed maxReplicas"),
+    )
+
+    min_replicas: int = Field(default=1, ge=1, le=1000, description="Lower bound of replicas per revision.")
+    max_replicas: int = Field(ge=1, le=1000, description="Upper bound of replicas per revision.")
+    target_cpu_utilization: int | None = Field(
+        alias="targetCPUUtilization",
+        default=None, ge=1, le=100, description="Average CPU utilisation (percent) to aim for."
+    )
+
+
+class ModelSpec(SpecModel):
+    """What runs: the logical model, its serving runtime and the workload of each revision."""
+
+    __cel_rules__ = (
+        Rule(
+            "has(self.template) != has(self.image)",
+            "spec.model needs exactly one of template (a pod template) or image (with optional args and env)",
+        ),
+        Rule(
+            "!has(self.template) || (!has(self.args) && !has(self.command) && !has(self.env))",
+            "spec.model.args, command and env apply only with image; with a template, set them on its container",
+        ),
+    )
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][-A-Za-z0-9_./:]*$")] = (
+        Field(description="The logical model name clients ask for (for example llama-3.1-8b-instruct).")
+    )
+    runtime: Runtime = Field(
+        default="vllm", description="The serving runtime; selects the metric presets objectives may use."
+    )
+    replicas: int = Field(default=1, ge=0, le=1000, description="Replicas per revision (without autoscaling).")
+    autoscaling: Autoscaling | None = Field(default=None, description="A HorizontalPodAutoscaler per revision.")
+    template: PodTemplate | None = Field(default=None, description="The pod template of the model server.")
+    image: Annotated[str, StringConstraints(min_length=1, max_length=1024)] | None = Field(
+        default=None, description="Shorthand for a one-container template: the server image."
+    )
+    command: list[Annotated[str, StringConstraints(max_length=4096)]] | None = Field(
+        default=None, max_length=64, description="With image: the container command."
+    )
+    args: list[Annotated[str, StringConstraints(max_length=4096)]] | None = Field(
+        default=None, max_length=256, description="With image: the container arguments."
+    )
+    env: list[EnvVar] | None = Field(default=None, max_length=128, description="With image: environment.")
+
+
+# -------------------------------------------------------------------------------------- traffic
+
+
+class ParentRef(SpecModel):
+    """A Gateway the HTTPRoute attaches to."""
+
+    group: DNSSubdomain = Field(default="gateway.networking.k8s.io", description="API group of the parent.")
+    kind: Annotated[str, StringConstraints(min_length=1, max_length=63)] = Field(
+        default="Gateway", description="Kind of the parent."
+    )
+    name: DNSSubdomain = Field(description="Name of the Gateway.")
+    namespace: DNSLabel | None = Field(default=None, description="Namespace of the Gateway (default: local).")
+    section_name: DNSLabel | None = Field(default=None, description="A listener of the Gateway.")
+    port: Port | None = Field(default=None, description="A port of the Gateway.")
+
+
+class RouteRef(SpecModel):
+    """Your own HTTPRoute: Ballast edits only the backendRefs of the named rule."""
+
+    name: DNSSubdomain = Field(description="Name of the HTTPRoute in the ModelDeployment's namespace.")
+    rule: DNSLabel = Field(description="The `name` of the rule whose backendRefs Ballast owns.")
+
+
+class HeaderMatch(SpecModel):
+    """A request header that sends a request to the canary regardless of weights (an A/B slice)."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")] = (
+        Field(description="Header name.")
+    )
+    value: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(description="Header value.")
+    type: Literal["Exact", "RegularExpression"] = Field(default="Exact", description="How to match the value.")
+
+
+class Timeouts(SpecModel):
+    """HTTPRoute timeouts; generations take long, so the defaults are generous."""
+
+    request: Duration = Field(default="300s", description="Whole request, client to response.")
+    backend_request: Duration = Field(default="300s", description="One request from the Gateway to a backend.")
+
+
+class TrafficSpec(SpecModel):
+    """How requests reach the revisions."""
+
+    __cel_rules__ = (
+        Rule(
+            "self.router != 'gateway-api' || (has(self.parentRefs) != has(self.routeRef))",
+            "the gateway-api router needs exactly one of parentRefs (Ballast owns the HTTPRoute) "
+            "or routeRef (your own HTTPRoute)",
+        ),
+        Rule(
+            "self.router != 'service' || (!has(self.parentRefs) && !has(self.hostnames) && !has(self.routeRef)"
+            " && !has(self.canaryMatch))",
+            "the service router splits by replica ratio: it cannot use parentRefs, hostnames, routeRef "
+            "or canaryMatch (use router: gateway-api)",
+        ),
+        Rule(
+            "!has(self.hostnames) || has(self.parentRefs)",
+            "traffic.hostnames apply to the HTTPRoute Ballast owns: set parentRefs, or set hostnames "
+            "on your own route",
+        ),
+    )
+
+    router: Literal["gateway-api", "service"] = Field(
+        default="gateway-api",
+        description="gateway-api: weighted HTTPRoute backends; service: one Service split by replica ratio.",
+    )
+    parent_refs: list[ParentRef] | None = Field(
+        default=None, min_length=1, max_length=8, description="Gateways the Ballast-owned HTTPRoute attaches to."
+    )
+    hostnames: list[Hostname] | None = Field(
+        default=None, min_length=1, max_length=16, description="Hostnames of the HTTPRoute."
+    )
+    route_ref: RouteRef | None = Field(default=None, description="Bring your own HTTPRoute instead of parentRefs.")
+    port: Port = Field(default=8000, description="The port the model server listens on and Services expose.")
+    timeouts: Timeouts = Field(default_factory=Timeouts, description="HTTPRoute timeouts.")
+    canary_match: list[HeaderMatch] | None = Field(
+        default=None, min_length=1, max_length=8, description="Headers that always reach the canary (A/B slice)."
+    )
+
+
+# ------------------------------------------------------------------------------------- contract
+
+
+class Objective(SpecModel):
+    """One measurable promise: a preset of the runtime or a PromQL template, with its bounds."""
+
+    __cel_rules__ = (
+        Rule("has(self.preset) != has(self.query)", "an objective needs exactly one of preset or query"),
+        Rule(
+            "has(self.max) || has(self.min) || has(self.relativeToStable)",
+            "an objective needs a bound: max, min or relativeToStable",
+        ),
+        Rule("!has(self.min) || !has(self.max) || self.min <= self.max", "objective min must not exceed max"),
+    )
+
+    name: DNSLabel = Field(description="Name of the objective, unique in the contract.")
+    preset: Preset | None = Field(default=None, description="A metric preset of the runtime (see the table).")
+    query: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
+        default=None,
+        description="A PromQL template returning one value; variables {{namespace}}, {{name}}, {{revision}}, "
+        "{{service}}, {{window}}.",
+    )
+    max: float | None = Field(default=None, description="Absolute upper bound (seconds for latencies, ratios 0-1).")
+    min: float | None = Field(default=None, description="Absolute lower bound.")
+    relative_to_stable: float | None = Field(
+        default=None,
+        ge=1.0,
+        le=100.0,
+        description="Upper bound relative to the stable revision over the same window (1.5 = 50% worse).",
+    )
+
+
+class BurnRateWindow(SpecModel):
+    """A multiwindow burn-rate alert: both windows must burn faster than `burnRate`."""
+
+    long: Duration = Field(description="The long window, for example 1h.")
+    short: Duration = Field(description="The short window that confirms the breach is still happening.")
+    burn_rate: float = Field(gt=0, le=1000, description="How many times faster than the SLO allows.")
+
+
+def _default_burn_windows() -> list[BurnRateWindow]:
+    # SRE workbook: page at 14.4x over 1h/5m (2% of a 30-day budget) and 6x over 6h/30m (5%).
+    return [
+        BurnRateWindow(long="1h", short="5m", burn_rate=14.4),
+        BurnRateWindow(long="6h", short="30m", burn_rate=6.0),
+    ]
+
+
+class AfterPromotion(SpecModel):
+    """Keeps the stable revision under watch once it serves everyone."""
+
+    objective: DNSLabel = Field(description="A contract objective whose value is a bad-event ratio.")
+    target: float = Field(gt=0, lt=1, description="The SLO target as a fraction of good events (0.99).")
+    action: Literal["alert", "rollback", "killSwitch"] = Field(
+        default="alert", description="What a sustained breach does."
+    )
+    windows: list[BurnRateWindow] = Field(
+        default_factory=_default_burn_windows,
+        min_length=1,
+        max_length=4,
+        description="Burn-rate windows; the defaults follow the SRE workbook.",
+    )
+
+
+class ContractSpec(SpecModel):
+    """What the model must honour, judged on every step and after promotion."""
+
+    min_requests: int = Field(
+        default=50, ge=1, le=10_000_000, description="Below this many requests in the window a check is inconclusive."
+    )
+    window: Duration = Field(default="2m", description="The window each check measures over.")
+    objectives: list[Objective] = Field(
+        default_factory=list,
+        max_length=32,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        description="The objectives; every one must pass for a step to pass.",
+    )
+    after_promotion: AfterPromotion | None = Field(
+        default=None, description="Burn-rate watch over the stable revision."
+    )
+
+
+# -------------------------------------------------------------------------------------- budgets
+
+
+class CostBudget(SpecModel):
+    """Spend per hour, priced from the token counters."""
+
+    per_hour: Money = Field(description="The budget per hour, a decimal string such as \"12.50\".")
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = Field(
+        default="USD", description="ISO 4217 currency code."
+    )
+    per_1k_prompt_tokens: Money = Field(alias="per1kPromptTokens", description="Price of 1000 prompt tokens.")
+    per_1k_completion_tokens: Money = Field(
+        alias="per1kCompletionTokens", description="Price of 1000 completion tokens."
+    )
+
+
+class WhenExceeded(SpecModel):
+    """What to do while a budget is exceeded."""
+
+    __cel_rules__ = (
+        Rule(
+            "self.action == 'shift' ? has(self.to) && has(self.share) : !has(self.to) && !has(self.share)",
+            "budgets.whenExceeded: action shift needs `to` (a fallback) and `share`; other actions take neither",
+        ),
+    )
+
+    action: Literal["shift", "killSwitch", "alert"] = Field(
+        default="alert",
+        description="shift: move `share` percent to fallback `to`; killSwitch: engage the kill-switch policy; "
+        "alert: Event and metric only.",
+    )
+    share: Annotated[int, Field(ge=1, le=100)] | None = Field(default=None, description="Percent of traffic to shift.")
+    to: DNSLabel | None = Field(default=None, description="The fallback that takes the shifted share.")
+    hysteresis: Percent = Field(
+        default=10, description="Act again only once use falls this many percent below the budget."
+    )
+    cooldown: Duration = Field(default="5m", description="Minimum time between two budget actions.")
+
+
+class BudgetsSpec(SpecModel):
+    """What the deployment may spend."""
+
+    __cel_rules__ = (
+        Rule("has(self.tokensPerMinute) || has(self.cost)", "budgets need tokensPerMinute, cost, or both"),
+    )
+
+    tokens_per_minute: int | None = Field(
+        default=None, ge=1, le=10**12, description="Prompt plus completion tokens per minute, all revisions."
+    )
+    cost: CostBudget | None = Field(default=None, description="Spend per hour.")
+    window: Duration = Field(default="5m", description="The window use is measured over.")
+    when_exceeded: WhenExceeded = Field(default_factory=WhenExceeded, description="The action on excess.")
+
+
+# -------------------------------------------------------------------------------------- rollout
+
+
+class Step(SpecModel):
+    """One canary step."""
+
+    weight: Percent = Field(description="Percent of traffic the canary serves during this step.")
+    pause: Duration | None = Field(default=None, description="Hold the step at least this long.")
+    approval: bool = Field(default=False, description="Wait for a manual promote before leaving the step.")
+    analysis: bool = Field(default=True, description="Judge the contract before leaving the step.")
+
+
+def _default_steps() -> list[Step]:
+    return [Step(weight=10, pause="2m"), Step(weight=50, pause="2m"), Step(weight=100)]
+
+
+class Shadow(SpecModel):
+    """Mirror traffic to the new revision before it serves any answer."""
+
+    duration: Duration = Field(description="How long the shadow phase lasts.")
+    analysis: bool = Field(default=True, description="Judge the contract on mirrored traffic.")
+
+
+class Webhook(SpecModel):
+    """A gate or notification called over HTTP."""
+
+    name: DNSLabel = Field(description="Name of the webhook.")
+    type: Literal["pre-rollout", "rollout", "confirm-promotion", "post-rollout", "rollback", "event"] = Field(
+        description="When it is called; gates (all but event and post-rollout) must answer 2xx to proceed."
+    )
+    url: Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s]+$")] = Field(
+        description="http(s) URL."
+    )
+    timeout: Duration = Field(default="10s", description="How long to wait for an answer.")
+    metadata: dict[str, Annotated[str, StringConstraints(max_length=1024)]] = Field(
+        default_factory=dict, max_length=32, description="Sent with each call."
+    )
+
+
+class RolloutSpec(SpecModel):
+    """How a new revision reaches users."""
+
+    __cel_rules__ = (
+        Rule(
+            "!has(self.steps) || self.steps.map(s, s.weight).isSorted()",
+            "rollout.steps weights must never decrease",
+        ),
+        Rule(
+            "!has(self.steps) || self.steps[size(self.steps) - 1].weight == 100",
+            "the last rollout step must have weight 100 (the canary then serves everyone)",
+        ),
+    )
+
+    interval: Duration = Field(default="30s", description="How often a step is judged.")
+    failure_limit: int = Field(default=2, ge=0, le=100, description="Failed checks tolerated before rollback.")
+    progress_deadline: Duration = Field(
+        default="15m", description="A canary not Available within this time is rolled back."
+    )
+    inconclusive_deadline: Duration = Field(
+        default="10m",
+        description="How long no data, too few samples or an unreachable Prometheus may hold a step before rollback.",
+    )
+    scale_down_delay: Duration = Field(
+        default="10m", description="How long the previous stable revision stays warm after promotion."
+    )
+    revision_history_limit: int = Field(
+        default=3, ge=0, le=32, description="Retired revisions kept (scaled to zero) for audit and rollback."
+    )
+    steps: list[Step] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        description="The canary steps; default 10% (2m), 50% (2m), 100%.",
+    )
+    shadow: Shadow | None = Field(default=None, description="A mirror-only phase before the first step.")
+    webhooks: list[Webhook] = Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        description="Gates and notifications.",
+    )
+
+    def effective_steps(self) -> list[Step]:
+        return self.steps if self.steps is not None else _default_steps()
+
+
+# ------------------------------------------------------------------------------------ fallbacks
+
+
+class ServiceRef(SpecModel):
+    """A Service that answers in place of the model."""
+
+    name: DNSLabel = Field(description="Service name.")
+    namespace: DNSLabel | None = Field(
+        default=None, description="Service namespace (another namespace needs a ReferenceGrant)."
+    )
+    port: Port = Field(description="Service port.")
+
+
+class Reject(SpecModel):
+    """Answer with an error instead of a model answer."""
+
+    status: int = Field(default=503, ge=500, le=599, description="HTTP status code.")
+    message: Annotated[str, StringConstraints(max_length=1024)] = Field(
+        default="the model is unavailable", description="The message in the JSON error body."
+    )
+
+
+class Fallback(SpecModel):
+    """Where traffic goes when the model must not answer."""
+
+    __cel_rules__ = (
+        Rule(
+            "(has(self.service) ? 1 : 0) + (has(self.previousRevision) && self.previousRevision ? 1 : 0)"
+            " + (has(self.reject) ? 1 : 0) == 1",
+            "a fallback needs exactly one of service, previousRevision: true, or reject",
+        ),
+    )
+
+    name: DNSLabel = Field(description="Name of the fallback, unique in the list.")
+    service: ServiceRef | None = Field(default=None, description="A Service (rules engine, cache, cheaper model).")
+    previous_revision: bool | None = Field(
+        default=None, description="The previous stable revision, kept warm by scaleDownDelay."
+    )
+    reject: Reject | None = Field(default=None, description="A deterministic error responder.")
+
+
+class KillSwitchPolicy(SpecModel):
+    """What happens while a KillSwitch or ClusterKillSwitch selects this deployment."""
+
+    fallback: DNSLabel | None = Field(default=None, description="The fallback to use (default: the first usable).")
+    capture_traffic: bool = Field(
+        default=False, description="Keep mirroring requests to the model while users get the fallback."
+    )
+
+
+# ------------------------------------------------------------------------------------ the spec
+
+
+class ModelDeploymentSpec(SpecModel):
+    """The desired state of a model deployment."""
+
+    __cel_rules__ = (
+        Rule(
+            "!has(self.contract) || !has(self.contract.objectives) || self.contract.objectives.all(o, "
+            "!has(o.preset) || " + presets_cel_condition("self.model.runtime", "o.preset") + ")",
+            "an objective uses a preset that spec.model.runtime cannot supply; presets per runtime: "
+            + presets_table_text(),
+            field_path=".contract.objectives",
+        ),
+        Rule(
+            "!has(self.killSwitch) || (has(self.fallbacks) && size(self.fallbacks) > 0)",
+            "spec.killSwitch needs at least one entry in spec.fallbacks to route users to",
+            field_path=".killSwitch",
+        ),
+        Rule(
+            "!has(self.killSwitch) || !has(self.killSwitch.fallback) || "
+            "(has(self.fallbacks) && self.fallbacks.exists(f, f.name == self.killSwitch.fallback))",
+            "spec.killSwitch.fallback must name an entry of spec.fallbacks",
+            field_path=".killSwitch.fallback",
+        ),
+        Rule(
+            "!has(self.budgets) || !has(self.budgets.whenExceeded) || !has(self.budgets.whenExceeded.to) || "
+            "(has(self.fallbacks) && self.fallbacks.exists(f, f.name == self.budgets.whenExceeded.to))",
+            "spec.budgets.whenExceeded.to must name an entry of spec.fallbacks",
+            field_path=".budgets.whenExceeded.to",
+        ),
+        Rule(
+            "!has(self.budgets) || !has(self.budgets.whenExceeded) || self.budgets.whenExceeded.action != "
+            "'killSwitch' || (has(self.fallbacks) && size(self.fallbacks) > 0)",
+            "spec.budgets.whenExceeded.action killSwitch needs at least one entry in spec.fallbacks",
+            field_path=".budgets.whenExceeded.action",
+        ),
+        Rule(
+            "self.traffic.router != 'service' || !has(self.fallbacks) || "
+            "self.fallbacks.all(f, has(f.previousRevision) && f.previousRevision)",
+            "the service router can only fall back to the previous revision; service and reject fallbacks "
+            "need router: gateway-api",
+            field_path=".fallbacks",
+        ),
+        Rule(
+            "self.traffic.router != 'service' || ((!has(self.rollout) || !has(self.rollout.shadow)) && "
+            "(!has(self.killSwitch) || !self.killSwitch.captureTraffic))",
+            "the service router cannot mirror traffic: rollout.shadow and killSwitch.captureTraffic "
+            "need router: gateway-api",
+        ),
+        Rule(
+            "!has(self.fallbacks) || !self.fallbacks.exists(f, has(f.previousRevision) && f.previousRevision) || "
+            "duration(self.rollout.scaleDownDelay) > duration('0s')",
+            "a previousRevision fallback needs the previous revision kept warm: set "
+            "spec.rollout.scaleDownDelay above 0s",
+            field_path=".rollout.scaleDownDelay",
+        ),
+        Rule(
+            "!has(self.contract) || !has(self.contract.afterPromotion) || (has(self.contract.objectives) && "
+            "self.contract.objectives.exists(o, o.name == self.contract.afterPromotion.objective))",
+            "spec.contract.afterPromotion.objective must name an entry of spec.contract.objectives",
+            field_path=".contract.afterPromotion.objective",
+        ),
+        Rule(
+            "!has(self.contract) || !has(self.contract.afterPromotion) || "
+            "self.contract.afterPromotion.action != 'killSwitch' || (has(self.fallbacks) && size(self.fallbacks) > 0)",
+            "spec.contract.afterPromotion.action killSwitch needs at least one entry in spec.fallbacks",
+            field_path=".contract.afterPromotion.action",
+        ),
+    )
+
+    model: ModelSpec = Field(description="What runs.")
+    traffic: TrafficSpec = Field(description="How requests reach the revisions.")
+    contract: ContractSpec = Field(default_factory=ContractSpec, description="What the model must honour.")
+    budgets: BudgetsSpec | None = Field(default=None, description="What the deployment may spend.")
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="How a new revision reaches users.")
+    fallbacks: list[Fallback] = Field(
+        default_factory=list,
+        max_length=8,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        description="Ordered backends used when the model must not answer.",
+    )
+    kill_switch: KillSwitchPolicy | None = Field(
+        default=None, description="Policy only; engaging is a KillSwitch or ClusterKillSwitch object."
+    )

@@ -1,0 +1,96 @@
+"""Shared field types: names, durations, money, label selectors and conditions."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints
+
+from ballast.api.base import Rule, SpecModel, StatusModel
+
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# Go-style durations as the API server's CEL `duration()` reads them: 30s, 2m, 1h30m, 500ms.
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+MONEY_PATTERN = r"^[0-9]{1,9}(\.[0-9]{1,6})?$"
+HOSTNAME_PATTERN = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+LABEL_KEY_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+
+DNSLabel = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
+DNSSubdomain = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]
+Duration = Annotated[str, StringConstraints(min_length=2, max_length=32, pattern=DURATION_PATTERN)]
+Money = Annotated[str, StringConstraints(max_length=17, pattern=MONEY_PATTERN)]
+Hostname = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=HOSTNAME_PATTERN)]
+LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=317, pattern=LABEL_KEY_PATTERN)]
+LabelValue = Annotated[str, StringConstraints(max_length=63)]
+Percent = Annotated[int, Field(ge=0, le=100)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Read a Go-style duration (`1h30m`, `45s`, `250ms`) as the API server's CEL does."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"{text!r} is not a duration such as 30s, 5m or 1h30m")
+    seconds = sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
+    return timedelta(seconds=seconds)
+
+
+class LabelSelectorRequirement(SpecModel):
+    """One `key operator values` term of a label selector."""
+
+    __cel_rules__ = (
+        Rule(
+            "self.operator in ['In', 'NotIn'] ? has(self.values) && size(self.values) > 0"
+            " : !has(self.values) || size(self.values) == 0",
+            "values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist",
+        ),
+    )
+
+    key: LabelKey = Field(description="The label key the selector applies to.")
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
+        description="How the key relates to the values."
+    )
+    values: list[LabelValue] = Field(
+        default_factory=list, max_length=64, description="Values for In and NotIn; empty otherwise."
+    )
+
+
+class LabelSelector(SpecModel):
+    """A Kubernetes label selector. An empty selector is refused: say what you mean to select."""
+
+    __cel_rules__ = (
+        Rule(
+            "(has(self.matchLabels) && size(self.matchLabels) > 0)"
+            " || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",
+            "a selector needs matchLabels or matchExpressions; an empty selector never means everything",
+        ),
+    )
+
+    match_labels: dict[str, LabelValue] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Labels that must all match exactly.",
+    )
+    match_expressions: list[LabelSelectorRequirement] = Field(
+        default_factory=list, max_length=16, description="Set-based requirements that must all hold."
+    )
+
+
+class Condition(StatusModel):
+    """A standard Kubernetes condition (the shape of metav1.Condition)."""
+
+    type: str = Field(max_length=316, description="Condition type, for example Ready.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", max_length=1024, description="A CamelCase machine-readable reason.")
+    message: str = Field(default="", max_length=32768, description="A human-readable explanation.")
+    last_transition_time: str | None = Field(
+        default=None, description="When the status last changed (RFC 3339)."
+    )
+    observed_generation: int | None = Field(
+        default=None, description="The .metadata.generation the condition was computed from."
+    )

@@ -1,0 +1,31 @@
+"""`ballast run`: start the operator through kopf."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def run(args: argparse.Namespace) -> int:
+    import kopf
+
+    import ballast.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON if args.log_json else kopf.LogFormat.FULL)
+    kopf.run(
+        standalone=True,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("run", help="run the operator (kopf, standalone: one active replica)")
+    parser.add_argument(
+        "-n", "--namespace", action="append", help="watch only this namespace (repeatable; default: all)"
+    )
+    parser.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("--log-json", action="store_true", help="structured JSON logs")
+    parser.add_argument("-v", "--verbose", action="store_true", help="verbose logs")
+    parser.set_defaults(func=run)
