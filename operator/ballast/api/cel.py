@@ -11,10 +11,12 @@ import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import celpy
 from celpy import celtypes
+from celpy.adapter import json_to_cel
+from celpy.evaluation import CELEvalError
 
 from ballast.api.schema import Schema
 
@@ -28,7 +30,7 @@ class RuleFailure:
         return f"{self.path}: Invalid value: {self.message}"
 
 
-def _is_sorted(values: celtypes.ListType) -> celtypes.BoolType:
+def _is_sorted(values: list[Any]) -> celtypes.BoolType:
     return celtypes.BoolType(all(values[i] <= values[i + 1] for i in range(len(values) - 1)))
 
 
@@ -38,13 +40,13 @@ _ENVIRONMENT = celpy.Environment()
 
 @lru_cache(maxsize=512)
 def _program(expression: str) -> celpy.Runner:
-    return _ENVIRONMENT.program(_ENVIRONMENT.compile(expression), functions=_KUBERNETES_FUNCTIONS)
+    return _ENVIRONMENT.program(_ENVIRONMENT.compile(expression), functions=cast(Any, _KUBERNETES_FUNCTIONS))
 
 
 def to_cel(value: Any, schema: Schema) -> Any:
     """Convert a JSON value to CEL types the way the API server types it from the schema."""
     if schema.get("x-kubernetes-preserve-unknown-fields") and "properties" not in schema:
-        return celpy.json_to_cel(value)
+        return json_to_cel(value)
     kind = schema.get("type")
     if kind == "object" and isinstance(value, dict):
         props = schema.get("properties", {})
@@ -52,13 +54,13 @@ def to_cel(value: Any, schema: Schema) -> Any:
         converted = {}
         for key, item in value.items():
             sub = props.get(key) or (extra if isinstance(extra, dict) else {})
-            converted[celtypes.StringType(key)] = to_cel(item, sub) if sub else celpy.json_to_cel(item)
+            converted[celtypes.StringType(key)] = to_cel(item, sub) if sub else json_to_cel(item)
         return celtypes.MapType(converted)
     if kind == "array" and isinstance(value, list):
         return celtypes.ListType([to_cel(item, schema.get("items", {})) for item in value])
     if kind == "number" and isinstance(value, int | float) and not isinstance(value, bool):
         return celtypes.DoubleType(float(value))
-    return celpy.json_to_cel(value)
+    return json_to_cel(value)
 
 
 def apply_defaults(value: Any, schema: Schema) -> Any:
@@ -89,10 +91,10 @@ def evaluate_rules(value: Any, schema: Schema, path: str) -> Iterator[RuleFailur
     for rule in schema.get("x-kubernetes-validations", ()):
         try:
             ok = _program(rule["rule"]).evaluate({"self": to_cel(value, schema)})
-        except celpy.CELEvalError as error:
+        except CELEvalError as error:
             yield RuleFailure(path, f"{error.args[0]} evaluating rule: {rule['rule']}")
             continue
-        if ok is not True and ok != celtypes.BoolType(True):
+        if ok != celtypes.BoolType(True):
             yield RuleFailure(path + rule.get("fieldPath", ""), rule["message"])
     if isinstance(value, dict):
         for key, sub in schema.get("properties", {}).items():

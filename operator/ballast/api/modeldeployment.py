@@ -60,7 +60,8 @@ class EnvVar(SpecModel):
     """An environment variable for the `image` shorthand."""
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(description="Variable name.")
-    value: Annotated[str, StringConstraints(max_length=32768)] = Field(default="", description="Value.")
+    # No default: the API server would write it into stored objects and move the revision hash.
+    value: Annotated[str, StringConstraints(max_length=32768)] | None = Field(default=None, description="Value.")
 
 
 class Autoscaling(SpecModel):
@@ -74,7 +75,10 @@ class Autoscaling(SpecModel):
     max_replicas: int = Field(ge=1, le=1000, description="Upper bound of replicas per revision.")
     target_cpu_utilization: int | None = Field(
         alias="targetCPUUtilization",
-        default=None, ge=1, le=100, description="Average CPU utilisation (percent) to aim for."
+        default=None,
+        ge=1,
+        le=100,
+        description="Average CPU utilisation (percent) to aim for.",
     )
 
 
@@ -170,8 +174,7 @@ class TrafficSpec(SpecModel):
         ),
         Rule(
             "!has(self.hostnames) || has(self.parentRefs)",
-            "traffic.hostnames apply to the HTTPRoute Ballast owns: set parentRefs, or set hostnames "
-            "on your own route",
+            "traffic.hostnames apply to the HTTPRoute Ballast owns: set parentRefs, or set hostnames on your own route",
         ),
     )
 
@@ -281,8 +284,8 @@ class ContractSpec(SpecModel):
 class CostBudget(SpecModel):
     """Spend per hour, priced from the token counters."""
 
-    per_hour: Money = Field(description="The budget per hour, a decimal string such as \"12.50\".")
-    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = Field(
+    per_hour: Money = Field(description='The budget per hour, a decimal string such as "12.50".')
+    currency: Annotated[str, StringConstraints(max_length=3, pattern=r"^[A-Z]{3}$")] = Field(
         default="USD", description="ISO 4217 currency code."
     )
     per_1k_prompt_tokens: Money = Field(alias="per1kPromptTokens", description="Price of 1000 prompt tokens.")

@@ -31,8 +31,13 @@ def _constraints(schema: Schema) -> str:
         left = "(" if schema.get("exclusiveMinimum") else "["
         right = ")" if schema.get("exclusiveMaximum") else "]"
         parts.append(f"range {left}{'' if low is None else low}, {'' if high is None else high}{right}")
-    for key, label in (("minLength", "min length"), ("maxLength", "max length"), ("minItems", "min items"),
-                       ("maxItems", "max items"), ("maxProperties", "max entries")):
+    for key, label in (
+        ("minLength", "min length"),
+        ("maxLength", "max length"),
+        ("minItems", "min items"),
+        ("maxItems", "max items"),
+        ("maxProperties", "max entries"),
+    ):
         if key in schema:
             parts.append(f"{label} {schema[key]}")
     if "pattern" in schema:
@@ -110,4 +115,4 @@ def replace_reference(readme: str) -> str:
     start, end = readme.find(BEGIN_MARKER), readme.find(END_MARKER)
     if start < 0 or end < start:
         raise ValueError(f"README.md lacks the markers {BEGIN_MARKER!r} ... {END_MARKER!r}")
-    return readme[:start] + field_reference() + readme[end + len(END_MARKER):]
+    return readme[:start] + field_reference() + readme[end + len(END_MARKER) :]

@@ -162,9 +162,7 @@ class _Converter:
 
 def _expanded_default(schema: Schema) -> dict[str, Any]:
     """What the API server makes of `{}` for this object schema: every nested default filled in."""
-    return {
-        name: sub["default"] for name, sub in schema.get("properties", {}).items() if "default" in sub
-    }
+    return {name: sub["default"] for name, sub in schema.get("properties", {}).items() if "default" in sub}
 
 
 def _field_by_alias(model: type[BaseModel], alias: str) -> FieldInfo | None:

@@ -99,7 +99,22 @@ _EXPECTED_TYPES = {
 
 
 def _render(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+    """A value as the API server prints it (Go's %v: 1.0 prints as 1)."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+_BOUNDS = {
+    "less_than_equal": ("should be less than or equal to", "le"),
+    "greater_than_equal": ("should be greater than or equal to", "ge"),
+    "less_than": ("should be less than", "lt"),
+    "greater_than": ("should be greater than", "gt"),
+}
 
 
 def _kubernetes_message(detail: ErrorDetails) -> str:
@@ -108,6 +123,7 @@ def _kubernetes_message(detail: ErrorDetails) -> str:
     kind = detail["type"]
     ctx = detail.get("ctx", {})
     value = detail.get("input")
+    invalid = f"{path}: Invalid value: {_render(value)}: {path} in body"
     if kind == "missing":
         return f"{path}: Required value"
     if kind == "extra_forbidden":
@@ -117,25 +133,20 @@ def _kubernetes_message(detail: ErrorDetails) -> str:
         return f'{path}: Invalid value: "{given}": {path} in body must be of type {_EXPECTED_TYPES[kind]}: "{given}"'
     if kind == "literal_error":
         return f"{path}: Unsupported value: {json.dumps(value)}: supported values: {_split_or(ctx)}"
-    bounds = {
-        "less_than_equal": ("should be less than or equal to", "le"),
-        "greater_than_equal": ("should be greater than or equal to", "ge"),
-        "less_than": ("should be less than", "lt"),
-        "greater_than": ("should be greater than", "gt"),
-    }
-    if kind in bounds:
-        phrase, key = bounds[kind]
-        return f"{path}: Invalid value: {_render(value)}: {path} in body {phrase} {ctx[key]}"
+    if kind in _BOUNDS:
+        phrase, key = _BOUNDS[kind]
+        return f"{invalid} {phrase} {_render(ctx[key])}"
     if kind == "string_too_long":
         return f"{path}: Too long: may not be more than {ctx['max_length']} bytes"
     if kind == "string_too_short":
-        return f"{path}: Invalid value: {_render(value)}: {path} in body should be at least {ctx['min_length']} chars long"
+        return f"{invalid} should be at least {ctx['min_length']} chars long"
     if kind == "string_pattern_mismatch":
-        return f"{path}: Invalid value: {_render(value)}: {path} in body should match '{ctx['pattern']}'"
+        return f"{invalid} should match '{ctx['pattern']}'"
     if kind == "too_long":
         return f"{path}: Too many: {ctx['actual_length']}: must have at most {ctx['max_length']} items"
     if kind == "too_short":
-        return f"{path}: Invalid value: {ctx['actual_length']}: {path} in body should have at least {ctx['min_length']} items"
+        length = ctx["actual_length"]
+        return f"{path}: Invalid value: {length}: {path} in body should have at least {ctx['min_length']} items"
     return f"{path}: Invalid value: {_render(value)}: {detail['msg']}"
 
 

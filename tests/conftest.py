@@ -1,0 +1,18 @@
+"""Shared test configuration: a marker per test folder, and the project's paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_MARKER_BY_FOLDER = {"unit": pytest.mark.unit, "integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = Path(str(item.fspath)).relative_to(ROOT / "tests").parts[0]
+        marker = _MARKER_BY_FOLDER.get(folder)
+        if marker is not None:
+            item.add_marker(marker)
