@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 
 from ballast.api.crd import object_schema
+from ballast.api.presets import ALL_RUNTIMES, PRESETS_BY_RUNTIME
 from ballast.api.resources import RESOURCES, Resource
 from ballast.api.schema import Schema
 
@@ -41,7 +42,8 @@ def _constraints(schema: Schema) -> str:
         if key in schema:
             parts.append(f"{label} {schema[key]}")
     if "pattern" in schema:
-        parts.append(f"pattern `{schema['pattern']}`")
+        pattern = schema["pattern"]
+        parts.append(f"pattern `` {pattern} ``" if "`" in pattern else f"pattern `{pattern}`")
     if schema.get("x-kubernetes-list-type") == "map":
         parts.append("unique by " + ", ".join(schema["x-kubernetes-list-map-keys"]))
     return "; ".join(parts)
@@ -104,9 +106,26 @@ def resource_reference(resource: Resource) -> str:
     return "\n".join(lines)
 
 
+def presets_reference() -> str:
+    lines = [
+        "### Objective presets by runtime",
+        "",
+        "A preset the runtime cannot supply is refused at admission; `custom` runtimes use `query`.",
+        "",
+        "| Runtime | Presets |",
+        "|---|---|",
+        *(
+            f"| `{runtime}` | {', '.join(f'`{p}`' for p in PRESETS_BY_RUNTIME[runtime]) or 'none: use `query`'} |"
+            for runtime in ALL_RUNTIMES
+        ),
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def field_reference() -> str:
     """The whole generated block, markers included."""
-    body = "\n".join(resource_reference(r) for r in RESOURCES)
+    body = "\n".join([*(resource_reference(r) for r in RESOURCES), presets_reference()])
     return f"{BEGIN_MARKER}\n\n{body}\n{END_MARKER}"
 
 
