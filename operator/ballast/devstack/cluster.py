@@ -1,0 +1,368 @@
+"""A real Kubernetes control plane on 127.0.0.1: etcd, kube-apiserver, controller-manager, scheduler, kwok.
+
+The API server runs with TLS, RBAC, Pod Security admission and a metadata-level audit log. kwok
+plays the kubelet for a few fake nodes, so Deployments become Available through the real
+controller-manager and scheduler, and pods get addresses in 127.0.0.0/8. Everything runs in its
+own process group and `stop()` leaves no process behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ballast.api.crd import crd_manifest
+from ballast.api.resources import RESOURCES
+from ballast.devstack import certs
+from ballast.devstack.binaries import Binaries
+
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    # Health probes would drown the log; everything else at Metadata (who, what, when, verdict).
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "None", "nonResourceURLs": ["/healthz*", "/readyz*", "/livez*", "/version"]},
+        {"level": "Metadata"},
+    ],
+}
+POD_CIDR = "127.1.0.1/16"
+ADMIN_USER = "ballast-admin"
+FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+
+
+class ClusterError(RuntimeError):
+    """The control plane did not come up; the message names the component and its log."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
+    """Poll `check` until it holds; raise naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def tail(self, lines: int = 20) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _signal_group(pid: int, sig: int) -> bool:
+    """Send `sig` to the process group of `pid`; False when the group is gone."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_process_groups(pids: Sequence[int], timeout: float = 5.0) -> None:
+    """SIGTERM every group at once, then SIGKILL what is left after `timeout` (the stack is disposable)."""
+    for pid in pids:
+        _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_signal_group(pid, 0) for pid in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        _signal_group(pid, signal.SIGKILL)
+
+
+@dataclass
+class Cluster:
+    """One local control plane. Use as a context manager, or start() and stop()."""
+
+    binaries: Binaries
+    workdir: Path
+    nodes: int = 3
+    processes: list[Process] = field(default_factory=list)
+    api_port: int = 0
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "admin.kubeconfig"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.workdir / "audit.log"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    # -------------------------------------------------------------------------------- lifecycle
+
+    def start(self, progress: Callable[[str], None] = lambda _: None) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "logs").mkdir(exist_ok=True)
+        try:
+            self._start(progress)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, progress: Callable[[str], None]) -> None:
+        pki = self.workdir / "pki"
+        pki.mkdir(exist_ok=True)
+        progress("creating certificates")
+        ca = certs.make_ca(pki, "ca")
+        serving = certs.issue(
+            pki, ca, "apiserver", common_name="kube-apiserver", server=True,
+            dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
+            ips=("127.0.0.1", "10.96.0.1"),
+        )  # fmt: skip
+        service_account_key = certs.make_service_account_key(pki)
+        identities = {
+            "admin": (ADMIN_USER, "system:masters"),
+            "controller-manager": ("system:kube-controller-manager", None),
+            "scheduler": ("system:kube-scheduler", None),
+            "kwok": ("kwok-controller", "system:masters"),
+        }
+        clients = {
+            name: certs.issue(pki, ca, f"client-{name}", common_name=user, organization=group)
+            for name, (user, group) in identities.items()
+        }
+
+        progress("starting etcd")
+        etcd_client, etcd_peer = free_port(), free_port()
+        self._spawn(
+            "etcd",
+            [
+                str(self.binaries.etcd),
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
+                f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
+                f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-cluster=default=http://127.0.0.1:{etcd_peer}",
+                # A disposable store: durability buys nothing here and fsync dominates on slow disks.
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+        )
+
+        progress("starting kube-apiserver")
+        self.api_port = free_port()
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump(AUDIT_POLICY))
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self.binaries.kube_apiserver),
+                f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.api_port}",
+                f"--tls-cert-file={serving.cert}",
+                f"--tls-private-key-file={serving.key}",
+                f"--client-ca-file={ca.cert}",
+                "--authorization-mode=Node,RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={service_account_key}",
+                f"--service-account-signing-key-file={service_account_key}",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                f"--audit-policy-file={policy}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",
+                "--allow-privileged=false",
+                "--profiling=false",
+            ],
+        )
+        for name, pair in clients.items():
+            self._write_kubeconfig(self.workdir / f"{name}.kubeconfig", ca.cert, pair)
+        wait_until(self._api_ready, 90, "kube-apiserver /readyz")
+
+        progress("starting kube-controller-manager, kube-scheduler and kwok")
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.binaries.kube_controller_manager),
+                f"--kubeconfig={self.workdir / 'controller-manager.kubeconfig'}",
+                f"--authentication-kubeconfig={self.workdir / 'controller-manager.kubeconfig'}",
+                f"--authorization-kubeconfig={self.workdir / 'controller-manager.kubeconfig'}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={service_account_key}",
+                f"--root-ca-file={ca.cert}",
+                f"--cluster-signing-cert-file={ca.cert}",
+                f"--cluster-signing-key-file={ca.key}",
+            ],
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(self.binaries.kube_scheduler),
+                f"--kubeconfig={self.workdir / 'scheduler.kubeconfig'}",
+                f"--authentication-kubeconfig={self.workdir / 'scheduler.kubeconfig'}",
+                f"--authorization-kubeconfig={self.workdir / 'scheduler.kubeconfig'}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+            ],
+        )
+        stages = self.workdir / "kwok-stages.yaml"
+        stages.write_text("\n---\n".join(p.read_text() for p in self.binaries.kwok_stages))
+        self._spawn(
+            "kwok",
+            [
+                str(self.binaries.kwok),
+                f"--kubeconfig={self.workdir / 'kwok.kubeconfig'}",
+                f"--config={stages}",
+                f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
+                f"--cidr={POD_CIDR}",
+                "--node-ip=127.0.0.1",
+                "--node-lease-duration-seconds=40",
+                f"--server-address=127.0.0.1:{free_port()}",
+            ],
+        )
+        self._create_nodes()
+
+        progress("installing the Gateway API and Ballast CRDs")
+        self.kubectl("apply", "--server-side", *(f"--filename={p}" for p in self.binaries.gateway_api_crds))
+        self.apply(crd_manifest(r) for r in RESOURCES)
+        self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        wait_until(self._nodes_ready, 60, f"{self.nodes} kwok nodes to be Ready")
+        wait_until(lambda: self._exists("serviceaccount", "default", "default"), 60, "the default ServiceAccount")
+        progress(f"control plane ready at {self.server}")
+
+    def stop(self) -> None:
+        stop_process_groups([p.popen.pid for p in self.processes])
+        for process in self.processes:
+            process.popen.wait()
+        self.processes.clear()
+
+    def __enter__(self) -> Cluster:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------------------------- helpers
+
+    def _spawn(self, name: str, args: list[str]) -> Process:
+        log = self.workdir / "logs" / f"{name}.log"
+        with log.open("ab") as out:
+            popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = Process(name, popen, log)
+        self.processes.append(process)
+        return process
+
+    def _check_alive(self) -> None:
+        for process in self.processes:
+            if not process.alive():
+                raise ClusterError(
+                    f"{process.name} exited ({process.popen.returncode}); {process.log}:\n{process.tail()}"
+                )
+
+    def _write_kubeconfig(self, path: Path, ca: Path, client: certs.KeyPair) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "ballast-dev", "cluster": {"server": self.server, "certificate-authority": str(ca)}}],
+            "users": [
+                {"name": "user", "user": {"client-certificate": str(client.cert), "client-key": str(client.key)}}
+            ],
+            "contexts": [{"name": "ballast-dev", "context": {"cluster": "ballast-dev", "user": "user"}}],
+            "current-context": "ballast-dev",
+        }
+        path.write_text(yaml.safe_dump(config))
+
+    def kubectl(
+        self, *args: str, kubeconfig: Path | None = None, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real kubectl against this cluster (admin identity unless `kubeconfig` says otherwise)."""
+        command = [str(self.binaries.kubectl), f"--kubeconfig={kubeconfig or self.kubeconfig}", *args]
+        result = subprocess.run(command, input=stdin, capture_output=True, text=True, check=False, timeout=120)
+        if check and result.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
+    def apply(self, manifests: Iterator[dict[str, object]] | Sequence[dict[str, object]]) -> None:
+        self.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(list(manifests)))
+
+    def _api_ready(self) -> bool:
+        self._check_alive()
+        if not self.kubeconfig.exists():
+            return False
+        result = self.kubectl("get", "--raw=/readyz", check=False)
+        return result.returncode == 0 and result.stdout.strip() == "ok"
+
+    def _exists(self, kind: str, name: str, namespace: str) -> bool:
+        self._check_alive()
+        return self.kubectl("get", kind, name, "-n", namespace, check=False).returncode == 0
+
+    def _create_nodes(self) -> None:
+        capacity = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+        self.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": f"kwok-node-{index}",
+                    "annotations": {FAKE_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+                    "labels": {
+                        "kubernetes.io/hostname": f"kwok-node-{index}",
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        "type": "kwok",
+                    },
+                },
+                "status": {"allocatable": capacity, "capacity": capacity},
+            }
+            for index in range(self.nodes)
+        )
+
+    def _nodes_ready(self) -> bool:
+        self._check_alive()
+        result = self.kubectl("get", "nodes", "-o", "json", check=False)
+        if result.returncode != 0:
+            return False
+        nodes = json.loads(result.stdout)["items"]
+        ready = [
+            n
+            for n in nodes
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
+        ]
+        return len(ready) >= self.nodes
+
+
+@contextmanager
+def running_cluster(binaries: Binaries, workdir: Path, progress: Callable[[str], None] = print) -> Iterator[Cluster]:
+    cluster = Cluster(binaries, workdir)
+    cluster.start(progress)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
