@@ -11,8 +11,7 @@ import pytest
 
 from ballast.api.modeldeployment import Fallback
 from ballast.cli.main import main
-
-from .examples import EXAMPLES, invalid_examples
+from tests.examples import EXAMPLES, invalid_examples
 
 ROOT = Path(__file__).resolve().parents[2]
 

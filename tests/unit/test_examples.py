@@ -11,8 +11,7 @@ import pytest
 from ballast.api.crd import object_schema
 from ballast.api.resources import RESOURCES
 from ballast.api.validation import validate_manifest
-
-from .examples import InvalidExample, invalid_examples, valid_examples
+from tests.examples import InvalidExample, invalid_examples, valid_examples
 
 INVALID = invalid_examples()
 

@@ -13,8 +13,7 @@ from ballast.api.modeldeployment import ModelDeploymentSpec, ModelSpec
 from ballast.api.resources import MODEL_DEPLOYMENT
 from ballast.api.revision import canonical_json, revision_hash, revision_inputs
 from ballast.api.schema import structural_schema
-
-from .examples import valid_examples
+from tests.examples import valid_examples
 
 TEMPLATE_SPEC: dict[str, Any] = {
     "model": {

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "crds" / "examples"
+EXAMPLES = Path(__file__).resolve().parents[1] / "crds" / "examples"
 EXPECT_PREFIX = "# expect: "
 
 

@@ -1,0 +1,96 @@
+"""`ballast dev build | up | down | status`: the local stack for people (the e2e tests use the same code)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from ballast.devstack.binaries import BuildError, cache_dir, ensure_all, recorded_build_times
+from ballast.devstack.cluster import Cluster, ClusterError, stop_process_groups
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("BALLAST_DEV_DIR") or cache_dir() / "dev")
+
+
+def _state_file() -> Path:
+    return state_dir() / "state.json"
+
+
+def _running_pids() -> list[int]:
+    if not _state_file().exists():
+        return []
+    pids: list[int] = json.loads(_state_file().read_text())["pids"]
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        alive.append(pid)
+    return alive
+
+
+def build(_: argparse.Namespace) -> int:
+    try:
+        binaries = ensure_all(progress=lambda line: print(line, file=sys.stderr))
+    except BuildError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for name, value in vars(binaries).items():
+        print(f"{name}: {value if isinstance(value, Path) else value[0].parent}")
+    for component, record in recorded_build_times().items():
+        print(f"cold build of {component}: {record['seconds']}s ({record['at']})")
+    return 0
+
+
+def up(args: argparse.Namespace) -> int:
+    if _running_pids():
+        print(f"the local stack is already running; see {_state_file()} or run `ballast dev down`", file=sys.stderr)
+        return 1
+    try:
+        binaries = ensure_all(progress=lambda line: print(line, file=sys.stderr))
+        shutil.rmtree(state_dir(), ignore_errors=True)
+        cluster = Cluster(binaries, state_dir(), nodes=args.nodes)
+        cluster.start(progress=lambda line: print(line, file=sys.stderr))
+    except (BuildError, ClusterError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    # The processes run in their own sessions and outlive this command; `down` stops them.
+    state = {"pids": [p.popen.pid for p in cluster.processes], "kubeconfig": str(cluster.kubeconfig)}
+    _state_file().write_text(json.dumps(state, indent=2))
+    print(f"export KUBECONFIG={cluster.kubeconfig}")
+    print(f"# API server {cluster.server}; audit log {cluster.audit_log}; logs in {state_dir() / 'logs'}")
+    return 0
+
+
+def down(_: argparse.Namespace) -> int:
+    pids = _running_pids()
+    stop_process_groups(pids)
+    _state_file().unlink(missing_ok=True)
+    print(f"stopped {len(pids)} processes" if pids else "the local stack was not running")
+    return 0
+
+
+def status(_: argparse.Namespace) -> int:
+    pids = _running_pids()
+    if not pids:
+        print("not running")
+        return 1
+    print(f"running ({len(pids)} processes); export KUBECONFIG={json.loads(_state_file().read_text())['kubeconfig']}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dev = sub.add_parser("dev", help="the local stack: a real control plane built from Go modules")
+    commands = dev.add_subparsers(dest="dev_command", required=True)
+    commands.add_parser("build", help="build or locate every binary and report where").set_defaults(func=build)
+    start = commands.add_parser("up", help="start the local control plane in the background")
+    start.add_argument("--nodes", type=int, default=3, help="kwok fake nodes (default 3)")
+    start.set_defaults(func=up)
+    commands.add_parser("down", help="stop everything `up` started").set_defaults(func=down)
+    commands.add_parser("status", help="say whether the stack runs").set_defaults(func=status)

@@ -1,0 +1,66 @@
+"""One real control plane per test session, a namespace per test, and the operator's identity."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ballast.devstack.binaries import BuildError, ensure_all
+from ballast.devstack.cluster import Cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+RBAC = ROOT / "charts" / "ballast" / "files" / "rbac.yaml"
+OPERATOR_USER = "system:serviceaccount:ballast-system:ballast"
+SKIP_VARIABLE = "BALLAST_SKIP_E2E"
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if os.environ.get(SKIP_VARIABLE) == "1":
+        pytest.skip(f"{SKIP_VARIABLE}=1: the e2e tests were opted out")
+    try:
+        binaries = ensure_all(progress=lambda line: print(line, file=sys.stderr))
+    except BuildError as error:
+        pytest.fail(f"cannot obtain the control plane binaries (set {SKIP_VARIABLE}=1 to opt out): {error}")
+    control_plane = Cluster(binaries, tmp_path_factory.mktemp("control-plane"))
+    control_plane.start()
+    yield control_plane
+    control_plane.stop()
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    """A fresh namespace where the API server enforces Pod Security `restricted`."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    cluster.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": name, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}},
+            }
+        ]
+    )
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(cluster: Cluster) -> Path:
+    """A kubeconfig holding a TokenRequest token of the operator's ServiceAccount, bound by the chart's RBAC."""
+    cluster.kubectl("apply", "-f", str(RBAC))
+    token = cluster.kubectl("create", "token", "ballast", "-n", "ballast-system", "--duration=2h").stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    config = {
+        **admin,
+        "users": [{"name": "user", "user": {"token": token}}],
+    }
+    path = cluster.workdir / "operator.kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path

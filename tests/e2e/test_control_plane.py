@@ -1,0 +1,176 @@
+"""The harness is a real Kubernetes: schemas, CEL, Pod Security, RBAC, kwok pods, audit log."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ballast.api.validation import validate_manifest
+from ballast.devstack.cluster import Cluster, wait_until
+from tests.e2e.conftest import OPERATOR_USER, ROOT
+from tests.examples import InvalidExample, invalid_examples, valid_examples
+
+
+def _apply(cluster: Cluster, manifest: dict[str, Any], namespace: str, **kwargs: Any) -> Any:
+    manifest = {**manifest, "metadata": {**manifest["metadata"]}}
+    if manifest["kind"] != "ClusterKillSwitch":
+        manifest["metadata"]["namespace"] = namespace
+    return cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest), check=False, **kwargs)
+
+
+def test_crds_from_the_repository_apply(cluster: Cluster) -> None:
+    result = cluster.kubectl("apply", "-f", str(ROOT / "crds"))
+    assert result.stdout.count("customresourcedefinition.apiextensions.k8s.io/") == 3
+
+
+def test_every_valid_example_is_accepted(cluster: Cluster, namespace: str) -> None:
+    for path, manifest in valid_examples():
+        result = _apply(cluster, manifest, namespace)
+        assert result.returncode == 0, f"{path.name}: {result.stderr}"
+    listed = cluster.kubectl("get", "mdep", "-n", namespace, "-o", "name").stdout.split()
+    assert len(listed) == 3
+
+
+@pytest.mark.parametrize("example", invalid_examples(), ids=lambda e: e.path.stem)
+def test_invalid_example_is_refused_by_the_api_server_with_the_validate_message(
+    cluster: Cluster, namespace: str, example: InvalidExample
+) -> None:
+    result = _apply(cluster, example.manifest, namespace)
+    assert result.returncode != 0, f"the API server accepted {example.path.name}"
+    assert example.expected in result.stderr
+    offline = validate_manifest(example.manifest)
+    assert any(example.expected in line and line in result.stderr for line in offline), (offline, result.stderr)
+
+
+def _deployment(name: str, namespace: str, security_context: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [{"name": "server", "image": "model-server:sim", "securityContext": security_context}]
+                },
+            },
+        },
+    }
+
+
+RESTRICTED = {
+    "runAsNonRoot": True,
+    "runAsUser": 10001,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def test_a_deployment_becomes_available_on_kwok_nodes(cluster: Cluster, namespace: str) -> None:
+    cluster.apply([_deployment("server", namespace, RESTRICTED)])
+    cluster.kubectl("wait", "deployment/server", "-n", namespace, "--for=condition=Available", "--timeout=60s")
+    pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
+    assert len(pods) == 2
+    for pod in pods:
+        assert pod["spec"]["nodeName"].startswith("kwok-node-")
+        assert pod["status"]["podIP"].startswith("127.1.")
+
+
+def test_pod_security_admission_refuses_a_privileged_pod(cluster: Cluster, namespace: str) -> None:
+    # Root, privilege escalation allowed, capabilities kept: everything `restricted` forbids.
+    cluster.apply([_deployment("unsafe", namespace, {})])
+    deadline_events: list[str] = []
+
+    def refused() -> bool:
+        result = cluster.kubectl("get", "events", "-n", namespace, "-o", "json")
+        deadline_events[:] = [e["message"] for e in json.loads(result.stdout)["items"]]
+        return any('violates PodSecurity "restricted:latest"' in m for m in deadline_events)
+
+    wait_until(refused, 30, "the ReplicaSet to report the Pod Security refusal")
+    pods = cluster.kubectl("get", "pods", "-n", namespace, "-o", "name").stdout.split()
+    assert pods == []
+
+
+def _route(namespace: str, weight: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": f"route-{weight}".replace("-", "m", 1) if weight < 0 else "route", "namespace": namespace},
+        "spec": {
+            "parentRefs": [{"name": "gw"}],
+            "rules": [{"backendRefs": [{"name": "stable", "port": 8000, "weight": weight}]}],
+        },
+    }
+
+
+def test_the_gateway_api_schema_refuses_bad_weights(cluster: Cluster, namespace: str) -> None:
+    good = cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(_route(namespace, 90)), check=False)
+    assert good.returncode == 0, good.stderr
+    for weight in (-1, 1000001):
+        bad = cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(_route(namespace, weight)), check=False)
+        assert bad.returncode != 0
+        assert "spec.rules[0].backendRefs[0].weight" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource", "allowed"),
+    [
+        ("watch", "modeldeployments.ballast.dev", True),
+        ("patch", "modeldeployments.ballast.dev/status", True),
+        ("create", "deployments.apps", True),
+        ("create", "httproutes.gateway.networking.k8s.io", True),
+        ("create", "events", True),
+        ("update", "modeldeployments.ballast.dev", False),
+        ("create", "secrets", False),
+        ("get", "secrets", False),
+        ("delete", "namespaces", False),
+        ("create", "referencegrants.gateway.networking.k8s.io", False),
+        ("create", "pods", False),
+    ],
+)
+def test_the_operator_identity_has_exactly_its_role(
+    cluster: Cluster, operator_kubeconfig: Path, verb: str, resource: str, allowed: bool
+) -> None:
+    result = cluster.kubectl("auth", "can-i", verb, resource, "-A", kubeconfig=operator_kubeconfig, check=False)
+    assert result.stdout.strip() == ("yes" if allowed else "no"), result.stderr
+
+
+def test_the_audit_log_records_the_operator_calls(cluster: Cluster, operator_kubeconfig: Path) -> None:
+    marker = f"audit-probe-{time.monotonic_ns()}"
+    cluster.kubectl("get", "modeldeployments", "-A", f"--selector=probe={marker}", kubeconfig=operator_kubeconfig)
+    denied = cluster.kubectl("get", "secrets", "-A", kubeconfig=operator_kubeconfig, check=False)
+    assert denied.returncode != 0
+
+    def entries() -> list[dict[str, Any]]:
+        lines = cluster.audit_log.read_text().splitlines()
+        return [e for e in map(json.loads, lines) if e.get("user", {}).get("username") == OPERATOR_USER]
+
+    def recorded() -> bool:
+        found = entries()
+        listed = any(marker in e.get("requestURI", "") for e in found)
+        refused = any(
+            e.get("objectRef", {}).get("resource") == "secrets" and e.get("responseStatus", {}).get("code") == 403
+            for e in found
+        )
+        return listed and refused
+
+    wait_until(recorded, 10, "audit entries for the operator's identity")
+    assert all(e["level"] == "Metadata" for e in entries())
+
+
+def test_stopping_a_control_plane_leaves_no_process(cluster: Cluster, tmp_path: Path) -> None:
+    second = Cluster(cluster.binaries, tmp_path / "second", nodes=1)
+    second.start()
+    pids = [p.popen.pid for p in second.processes]
+    assert len(pids) == 5
+    second.stop()
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists(), f"process {pid} survived stop()"
