@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
@@ -34,15 +34,15 @@ def _attach_rules(schema: dict[str, Any], model: type[BaseModel]) -> None:
         schema["x-kubernetes-validations"] = [r.to_schema() for r in rules]
 
 
-class SpecModel(BaseModel):
-    """Fields written by people: camelCase on the wire, unknown fields refused."""
+def _wire_config(extra: Literal["forbid", "ignore"]) -> ConfigDict:
+    """camelCase on the wire, snake_case in Python, CEL rules carried into the schema."""
+    return ConfigDict(alias_generator=to_camel, populate_by_name=True, extra=extra, json_schema_extra=_attach_rules)
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        json_schema_extra=_attach_rules,
-    )
+
+class SpecModel(BaseModel):
+    """Fields written by people: unknown fields refused."""
+
+    model_config = _wire_config("forbid")
     __cel_rules__: ClassVar[tuple[Rule, ...]] = ()
 
 
@@ -55,10 +55,5 @@ class OpenModel(SpecModel):
 class StatusModel(BaseModel):
     """Fields written by the operator: tolerant of fields a newer operator wrote."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="ignore",
-        json_schema_extra=_attach_rules,
-    )
+    model_config = _wire_config("ignore")
     __cel_rules__: ClassVar[tuple[Rule, ...]] = ()

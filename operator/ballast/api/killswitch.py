@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from ballast.api.base import Rule, SpecModel, StatusModel
-from ballast.api.types import Condition, DNSLabel, DNSSubdomain, LabelSelector
+from ballast.api.types import Condition, DNSLabel, DNSSubdomain, LabelSelector, keyed_list
 
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 RequestedBy = Annotated[str, StringConstraints(max_length=256)]
@@ -76,8 +76,6 @@ class KillSwitchStatus(StatusModel):
     deployments: list[SwitchedDeployment] = Field(
         default_factory=list, description="The selected ModelDeployments (first 500)."
     )
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-        description="Engaged, and problems such as a deployment with no usable fallback.",
+    conditions: list[Condition] = keyed_list(
+        description="Engaged, and problems such as a deployment with no usable fallback.", key="type"
     )

@@ -16,6 +16,7 @@ from ballast.api.types import (
     Money,
     Percent,
     Port,
+    keyed_list,
 )
 
 # ---------------------------------------------------------------------------------------- model
@@ -267,11 +268,8 @@ class ContractSpec(SpecModel):
         default=50, ge=1, le=10_000_000, description="Below this many requests in the window a check is inconclusive."
     )
     window: Duration = Field(default="2m", description="The window each check measures over.")
-    objectives: list[Objective] = Field(
-        default_factory=list,
-        max_length=32,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
-        description="The objectives; every one must pass for a step to pass.",
+    objectives: list[Objective] = keyed_list(
+        description="The objectives; every one must pass for a step to pass.", max_length=32
     )
     after_promotion: AfterPromotion | None = Field(
         default=None, description="Burn-rate watch over the stable revision."
@@ -407,12 +405,7 @@ class RolloutSpec(SpecModel):
         description="The canary steps; default 10% (2m), 50% (2m), 100%.",
     )
     shadow: Shadow | None = Field(default=None, description="A mirror-only phase before the first step.")
-    webhooks: list[Webhook] = Field(
-        default_factory=list,
-        max_length=16,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
-        description="Gates and notifications.",
-    )
+    webhooks: list[Webhook] = keyed_list(description="Gates and notifications.", max_length=16)
 
     def effective_steps(self) -> list[Step]:
         return self.steps if self.steps is not None else _default_steps()
@@ -544,11 +537,8 @@ class ModelDeploymentSpec(SpecModel):
     contract: ContractSpec = Field(default_factory=ContractSpec, description="What the model must honour.")
     budgets: BudgetsSpec | None = Field(default=None, description="What the deployment may spend.")
     rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="How a new revision reaches users.")
-    fallbacks: list[Fallback] = Field(
-        default_factory=list,
-        max_length=8,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
-        description="Ordered backends used when the model must not answer.",
+    fallbacks: list[Fallback] = keyed_list(
+        description="Ordered backends used when the model must not answer.", max_length=8
     )
     kill_switch: KillSwitchPolicy | None = Field(
         default=None, description="Policy only; engaging is a KillSwitch or ClusterKillSwitch object."

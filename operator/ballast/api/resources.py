@@ -82,28 +82,26 @@ MODEL_DEPLOYMENT = Resource(
         _AGE,
     ),
 )
-KILL_SWITCH = Resource(
-    kind="KillSwitch",
-    plural="killswitches",
-    singular="killswitch",
-    scope="Namespaced",
-    spec_model=KillSwitchSpec,
-    status_model=KillSwitchStatus,
-    description="Engages the kill switch of the ModelDeployments it selects in its namespace.",
-    short_names=("ks",),
-    columns=_SWITCH_COLUMNS,
-)
-CLUSTER_KILL_SWITCH = Resource(
-    kind="ClusterKillSwitch",
-    plural="clusterkillswitches",
-    singular="clusterkillswitch",
-    scope="Cluster",
-    spec_model=ClusterKillSwitchSpec,
-    status_model=KillSwitchStatus,
-    description="Engages the kill switch of ModelDeployments across namespaces.",
-    short_names=("cks",),
-    columns=_SWITCH_COLUMNS,
-)
+
+
+def _switch(
+    kind: str, scope: Literal["Namespaced", "Cluster"], spec: type[BaseModel], short: str, what: str
+) -> Resource:
+    return Resource(
+        kind=kind,
+        plural=f"{kind.lower()}es",
+        singular=kind.lower(),
+        scope=scope,
+        spec_model=spec,
+        status_model=KillSwitchStatus,
+        description=f"Engages the kill switch of the ModelDeployments it selects {what}.",
+        short_names=(short,),
+        columns=_SWITCH_COLUMNS,
+    )
+
+
+KILL_SWITCH = _switch("KillSwitch", "Namespaced", KillSwitchSpec, "ks", "in its namespace")
+CLUSTER_KILL_SWITCH = _switch("ClusterKillSwitch", "Cluster", ClusterKillSwitchSpec, "cks", "across namespaces")
 
 RESOURCES: tuple[Resource, ...] = (MODEL_DEPLOYMENT, KILL_SWITCH, CLUSTER_KILL_SWITCH)
 BY_KIND: dict[str, Resource] = {r.kind: r for r in RESOURCES}

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from ballast.api.base import StatusModel
-from ballast.api.types import Condition
+from ballast.api.types import Condition, keyed_list
 
 Phase = Literal["Pending", "Progressing", "Paused", "Promoting", "Stable", "RolledBack", "Failed"]
 Verdict = Literal["Passed", "Failed", "Inconclusive", "Error"]
@@ -142,10 +142,8 @@ class ModelDeploymentStatus(StatusModel):
     budget: BudgetStatus | None = Field(default=None, description="Budget use.")
     kill_switch: KillSwitchStatus = Field(default_factory=KillSwitchStatus, description="Kill-switch state.")
     pending_decision: PendingDecision | None = Field(default=None, description="A decision not yet acted on.")
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
-        description="Ready, Progressing, Degraded and the reasons behind them.",
+    conditions: list[Condition] = keyed_list(
+        description="Ready, Progressing, Degraded and the reasons behind them.", key="type"
     )
     history: list[HistoryEntry] = Field(
         default_factory=list, max_length=HISTORY_LIMIT, description="The last decisions, newest last."

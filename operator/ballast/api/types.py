@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
 
@@ -29,6 +29,17 @@ LabelKey = Annotated[str, StringConstraints(min_length=1, max_length=317, patter
 LabelValue = Annotated[str, StringConstraints(max_length=63)]
 Percent = Annotated[int, Field(ge=0, le=100)]
 Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def keyed_list(*, description: str, key: str = "name", max_length: int | None = None) -> Any:
+    """A list field merged by `key` (server-side apply, Argo CD) whose keys the API server keeps unique."""
+    return Field(
+        default_factory=list,
+        max_length=max_length,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [key]},
+        description=description,
+    )
+
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
