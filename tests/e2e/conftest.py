@@ -13,6 +13,7 @@ import yaml
 
 from ballast.devstack.binaries import BuildError, ensure_all
 from ballast.devstack.cluster import Cluster
+from ballast.devstack.dataplane import DataPlane
 
 ROOT = Path(__file__).resolve().parents[2]
 RBAC = ROOT / "charts" / "ballast" / "files" / "rbac.yaml"
@@ -64,3 +65,11 @@ def operator_kubeconfig(cluster: Cluster) -> Path:
     path = cluster.workdir / "operator.kubeconfig"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+@pytest.fixture(scope="session")
+def data_plane(cluster: Cluster) -> DataPlane:
+    """Traefik, the simulator supervisor and Prometheus on the session's control plane."""
+    plane = DataPlane(cluster)
+    plane.start()
+    return plane

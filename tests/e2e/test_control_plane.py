@@ -13,6 +13,7 @@ import yaml
 from ballast.api.validation import validate_manifest
 from ballast.devstack.cluster import Cluster, wait_until
 from tests.e2e.conftest import OPERATOR_USER, ROOT
+from tests.e2e.manifests import deployment
 from tests.examples import InvalidExample, invalid_examples, valid_examples
 
 
@@ -47,35 +48,8 @@ def test_invalid_example_is_refused_by_the_api_server_with_the_validate_message(
     assert any(example.expected in line and line in result.stderr for line in offline), (offline, result.stderr)
 
 
-def _deployment(name: str, namespace: str, security_context: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "containers": [{"name": "server", "image": "model-server:sim", "securityContext": security_context}]
-                },
-            },
-        },
-    }
-
-
-RESTRICTED = {
-    "runAsNonRoot": True,
-    "runAsUser": 10001,
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-
-
 def test_a_deployment_becomes_available_on_kwok_nodes(cluster: Cluster, namespace: str) -> None:
-    cluster.apply([_deployment("server", namespace, RESTRICTED)])
+    cluster.apply([deployment("server", namespace, replicas=2)])
     cluster.kubectl("wait", "deployment/server", "-n", namespace, "--for=condition=Available", "--timeout=60s")
     pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]
     assert len(pods) == 2
@@ -86,7 +60,7 @@ def test_a_deployment_becomes_available_on_kwok_nodes(cluster: Cluster, namespac
 
 def test_pod_security_admission_refuses_a_privileged_pod(cluster: Cluster, namespace: str) -> None:
     # Root, privilege escalation allowed, capabilities kept: everything `restricted` forbids.
-    cluster.apply([_deployment("unsafe", namespace, {})])
+    cluster.apply([deployment("unsafe", namespace, security_context={})])
     deadline_events: list[str] = []
 
     def refused() -> bool:

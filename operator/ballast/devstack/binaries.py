@@ -23,6 +23,7 @@ KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.19.5"
 PROMETHEUS_VERSION = "v0.316.0"  # the Go module version of Prometheus 3.x
 GATEWAY_API_VERSION = "v1.4.1"
+TRAEFIK_VERSION = "v3.6.12"
 
 # Kubernetes' staging modules: k8s.io/kubernetes replaces each with ./staging/..., so a wrapper
 # module pins them to the matching v0.x.y instead. A replace for a module outside the build graph
@@ -88,6 +89,7 @@ class Binaries:
     kwok: Path
     helm: Path
     prometheus: Path
+    traefik: Path
     gateway_api_crds: tuple[Path, ...]
     kwok_stages: tuple[Path, ...]
 
@@ -189,6 +191,41 @@ def _build_etcd(target: Path, progress: Progress) -> None:
     _run(["go", "build", "-ldflags", "-s -w", "-o", str(target / "etcd"), "."], cwd=folder)
 
 
+def _build_traefik(target: Path, progress: Progress) -> None:
+    # Traefik's go.mod replaces a few modules with forks, which `go install pkg@version` refuses:
+    # a wrapper module carries the same replace and exclude directives.
+    module = "github.com/traefik/traefik/v3"
+    upstream = (module_dir(module, TRAEFIK_VERSION) / "go.mod").read_text()
+    directives = "\n".join(_go_mod_blocks(upstream, ("replace", "exclude")))
+    folder = cache_dir() / "src" / f"traefik-{TRAEFIK_VERSION}"
+    _write_wrapper(
+        folder,
+        f"module ballast.dev/devstack/traefik\n\ngo 1.25.0\n\nrequire {module} {TRAEFIK_VERSION}\n\n{directives}\n",
+        f'//go:build tools\n\npackage tools\n\nimport _ "{module}/cmd/traefik"\n',
+    )
+    progress(f"traefik {TRAEFIK_VERSION}: go build (several minutes cold)")
+    _run(["go", "mod", "tidy"], cwd=folder)
+    _run(["go", "build", "-ldflags", "-s -w", "-o", str(target / "traefik"), f"{module}/cmd/traefik"], cwd=folder)
+
+
+def _go_mod_blocks(go_mod: str, keywords: tuple[str, ...]) -> list[str]:
+    """The `replace (...)`/`exclude ...` directives of a go.mod, verbatim."""
+    blocks, current = [], None
+    for line in go_mod.splitlines():
+        stripped = line.strip()
+        if current is not None:
+            current.append(line)
+            if stripped == ")":
+                blocks.append("\n".join(current))
+                current = None
+        elif stripped.split(" ", 1)[0] in keywords:
+            if stripped.endswith("("):
+                current = [line]
+            else:
+                blocks.append(line)
+    return blocks
+
+
 def _go_install(package: str) -> Callable[[Path, Progress], None]:
     def build(target: Path, progress: Progress) -> None:
         progress(f"go install {package}")
@@ -211,6 +248,7 @@ _COMPONENTS = (
     _Component("etcd", ETCD_VERSION, ("etcd",), _build_etcd),
     _Component("kwok", KWOK_VERSION, ("kwok",), _go_install(f"sigs.k8s.io/kwok/cmd/kwok@{KWOK_VERSION}")),
     _Component("helm", HELM_VERSION, ("helm",), _go_install(f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}")),
+    _Component("traefik", TRAEFIK_VERSION, ("traefik",), _build_traefik),
     _Component(
         "prometheus",
         PROMETHEUS_VERSION,
@@ -262,6 +300,7 @@ def ensure_all(progress: Progress = print) -> Binaries:
         kwok=paths["kwok"],
         helm=paths["helm"],
         prometheus=paths["prometheus"],
+        traefik=paths["traefik"],
         gateway_api_crds=_gateway_api_crds(progress),
         kwok_stages=_kwok_stages(),
     )

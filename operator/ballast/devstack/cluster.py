@@ -153,7 +153,7 @@ class Cluster:
 
         progress("starting etcd")
         etcd_client, etcd_peer = free_port(), free_port()
-        self._spawn(
+        self.spawn(
             "etcd",
             [
                 str(self.binaries.etcd),
@@ -173,7 +173,7 @@ class Cluster:
         self.api_port = free_port()
         policy = self.workdir / "audit-policy.yaml"
         policy.write_text(yaml.safe_dump(AUDIT_POLICY))
-        self._spawn(
+        self.spawn(
             "kube-apiserver",
             [
                 str(self.binaries.kube_apiserver),
@@ -202,7 +202,7 @@ class Cluster:
         wait_until(self._api_ready, 90, "kube-apiserver /readyz")
 
         progress("starting kube-controller-manager, kube-scheduler and kwok")
-        self._spawn(
+        self.spawn(
             "kube-controller-manager",
             [
                 str(self.binaries.kube_controller_manager),
@@ -219,7 +219,7 @@ class Cluster:
                 f"--cluster-signing-key-file={ca.key}",
             ],
         )
-        self._spawn(
+        self.spawn(
             "kube-scheduler",
             [
                 str(self.binaries.kube_scheduler),
@@ -233,7 +233,7 @@ class Cluster:
         )
         stages = self.workdir / "kwok-stages.yaml"
         stages.write_text("\n---\n".join(p.read_text() for p in self.binaries.kwok_stages))
-        self._spawn(
+        self.spawn(
             "kwok",
             [
                 str(self.binaries.kwok),
@@ -271,7 +271,7 @@ class Cluster:
 
     # ---------------------------------------------------------------------------------- helpers
 
-    def _spawn(self, name: str, args: list[str]) -> Process:
+    def spawn(self, name: str, args: list[str]) -> Process:
         log = self.workdir / "logs" / f"{name}.log"
         with log.open("ab") as out:
             popen = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -279,7 +279,7 @@ class Cluster:
         self.processes.append(process)
         return process
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
         for process in self.processes:
             if not process.alive():
                 raise ClusterError(
@@ -313,14 +313,14 @@ class Cluster:
         self.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(list(manifests)))
 
     def _api_ready(self) -> bool:
-        self._check_alive()
+        self.check_alive()
         if not self.kubeconfig.exists():
             return False
         result = self.kubectl("get", "--raw=/readyz", check=False)
         return result.returncode == 0 and result.stdout.strip() == "ok"
 
     def _exists(self, kind: str, name: str, namespace: str) -> bool:
-        self._check_alive()
+        self.check_alive()
         return self.kubectl("get", kind, name, "-n", namespace, check=False).returncode == 0
 
     def _create_nodes(self) -> None:
@@ -345,7 +345,7 @@ class Cluster:
         )
 
     def _nodes_ready(self) -> bool:
-        self._check_alive()
+        self.check_alive()
         result = self.kubectl("get", "nodes", "-o", "json", check=False)
         if result.returncode != 0:
             return False

@@ -1,0 +1,102 @@
+"""A load generator: real HTTP through the Gateway at a set rate and concurrency, bounded in count and time.
+
+It reports what it saw per backend (the simulator's `x-served-by` header) and per status code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from ballast.devstack.simulator import SERVED_BY_HEADER
+
+
+@dataclass
+class LoadReport:
+    sent: int = 0
+    by_status: Counter[int] = field(default_factory=Counter)
+    by_backend: Counter[str] = field(default_factory=Counter)
+    transport_errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def share(self, backend_prefix: str) -> float:
+        """Fraction of answered requests served by backends whose name starts with `backend_prefix`."""
+        answered = sum(self.by_backend.values())
+        hits = sum(n for name, n in self.by_backend.items() if name.startswith(backend_prefix))
+        return hits / answered if answered else 0.0
+
+    def percentile(self, q: float) -> float:
+        if len(self.latencies) < 2:
+            return self.latencies[0] if self.latencies else 0.0
+        return statistics.quantiles(self.latencies, n=100, method="inclusive")[int(q) - 1]
+
+    def summary(self) -> str:
+        backends = ", ".join(f"{name}={count}" for name, count in sorted(self.by_backend.items()))
+        statuses = ", ".join(f"{code}={count}" for code, count in sorted(self.by_status.items()))
+        return (
+            f"{self.sent} requests in {self.seconds:.1f}s; status {statuses or '-'}; transport errors "
+            f"{self.transport_errors}; p50 {self.percentile(50) * 1000:.0f}ms p95 {self.percentile(95) * 1000:.0f}ms; "
+            f"backends {backends or '-'}"
+        )
+
+
+async def generate(
+    url: str,
+    *,
+    total: int,
+    rate: float,
+    concurrency: int = 16,
+    max_seconds: float = 60.0,
+    host: str | None = None,
+    headers: dict[str, str] | None = None,
+    body: dict[str, Any] | None = None,
+) -> LoadReport:
+    """Send up to `total` POSTs at `rate` per second, never more than `concurrency` at once or `max_seconds` long."""
+    report = LoadReport()
+    payload = body or {"model": "model", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
+    request_headers = {**(headers or {}), **({"Host": host} if host else {})}
+    gate = asyncio.Semaphore(concurrency)
+    started = time.monotonic()
+    deadline = started + max_seconds
+
+    async def one(http: httpx.AsyncClient) -> None:
+        async with gate:
+            if time.monotonic() >= deadline:
+                return
+            sent_at = time.monotonic()
+            report.sent += 1
+            try:
+                response = await http.post(url, json=payload, headers=request_headers)
+            except httpx.HTTPError:
+                report.transport_errors += 1
+                return
+            report.latencies.append(time.monotonic() - sent_at)
+            report.by_status[response.status_code] += 1
+            report.by_backend[response.headers.get(SERVED_BY_HEADER, "-")] += 1
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(max_seconds), limits=limits) as http:
+        tasks = []
+        for index in range(total):
+            due = started + index / rate
+            now = time.monotonic()
+            if due >= deadline:
+                break
+            if due > now:
+                await asyncio.sleep(due - now)
+            tasks.append(asyncio.create_task(one(http)))
+        await asyncio.gather(*tasks)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def run(url: str, **options: Any) -> LoadReport:
+    """Synchronous wrapper for tests and scripts."""
+    return asyncio.run(generate(url, **options))

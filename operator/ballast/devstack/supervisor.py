@@ -1,0 +1,227 @@
+"""Plays the kubelet's part for kwok pods: one model-server simulator process per pod.
+
+For each running pod with an address and a container port, a simulator listens on the pod's own
+address (kwok gives pods addresses in 127.0.0.0/8) and port, configured from the first
+container's env and args. Deleting the pod stops its process. A simulator that exits shows as a
+not-ready pod with a growing restart count, and is restarted with exponential backoff, as a
+kubelet would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client, config, watch
+
+log = logging.getLogger("ballast.supervisor")
+BACKOFF_START, BACKOFF_CAP = 1.0, 10.0
+
+
+@dataclass
+class Workload:
+    namespace: str
+    name: str
+    address: str
+    port: int
+    env: dict[str, str]
+    args: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    ready: bool | None = None
+    log_path: str = ""
+
+
+def workload_of(pod: Any) -> Workload | None:
+    """What to run for a pod, or None when it is not (or no longer) a running pod with a port."""
+    if pod.metadata.deletion_timestamp or not pod.status or not pod.status.pod_ip:
+        return None
+    if pod.status.phase != "Running" or not pod.spec.containers:
+        return None
+    container = pod.spec.containers[0]
+    ports = [p.container_port for p in container.ports or []]
+    if not ports:
+        return None
+    env = {e.name: e.value for e in container.env or [] if e.value is not None}
+    return Workload(
+        pod.metadata.namespace, pod.metadata.name, pod.status.pod_ip, ports[0], env, list(container.args or [])
+    )
+
+
+class Supervisor:
+    def __init__(self, core: Any, log_dir: str) -> None:
+        # The kubernetes client's models are loosely typed; treat the API as dynamic.
+        self.core = core
+        self.log_dir = log_dir
+        self.workloads: dict[str, Workload] = {}
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+
+    # ------------------------------------------------------------------------------ processes
+
+    def _start(self, uid: str, workload: Workload) -> None:
+        workload.log_path = os.path.join(self.log_dir, f"{workload.namespace}_{workload.name}.log")
+        environment = {**os.environ, **workload.env}
+        command = [
+            sys.executable, "-m", "ballast.devstack.simulator",
+            "--host", workload.address, "--port", str(workload.port),
+            "--name", workload.name, "--", *workload.args,
+        ]  # fmt: skip
+        with open(workload.log_path, "ab") as out:
+            workload.process = subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.STDOUT)
+        log.info(
+            "started simulator for %s/%s on %s:%s", workload.namespace, workload.name, workload.address, workload.port
+        )
+
+    def _stop(self, workload: Workload) -> None:
+        if workload.process and workload.process.poll() is None:
+            workload.process.terminate()
+            try:
+                workload.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                workload.process.kill()
+                workload.process.wait()
+
+    def _set_ready(self, workload: Workload, ready: bool, exit_code: int | None = None) -> None:
+        """Report readiness and restarts in the pod's status, as a kubelet does."""
+        if workload.ready == ready and exit_code is None:
+            return
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        state: dict[str, Any] = (
+            {"running": {"startedAt": now}} if ready else {"waiting": {"reason": "CrashLoopBackOff"}}
+        )
+        status: dict[str, Any] = {
+            "conditions": [
+                {"type": "Ready", "status": str(ready), "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": str(ready), "lastTransitionTime": now},
+            ],
+            "containerStatuses": [
+                {
+                    "name": "server",
+                    "ready": ready,
+                    "restartCount": workload.restarts,
+                    "image": "simulator",
+                    "imageID": "simulator",
+                    "state": state,
+                    **(
+                        {"lastState": {"terminated": {"exitCode": exit_code, "reason": "Error", "finishedAt": now}}}
+                        if exit_code is not None
+                        else {}
+                    ),
+                }
+            ],
+        }
+        try:
+            pod = self.core.read_namespaced_pod(workload.name, workload.namespace)
+            names = [c.name for c in pod.spec.containers]
+            status["containerStatuses"][0]["name"] = names[0]
+            self.core.patch_namespaced_pod_status(workload.name, workload.namespace, {"status": status})
+            workload.ready = ready
+        except client.ApiException as error:
+            if error.status != 404:
+                log.warning("cannot report status of %s/%s: %s", workload.namespace, workload.name, error.reason)
+
+    # ---------------------------------------------------------------------------------- loops
+
+    def on_pod(self, event_type: str, pod: Any) -> None:
+        uid = pod.metadata.uid
+        desired = None if event_type == "DELETED" else workload_of(pod)
+        with self.lock:
+            current = self.workloads.get(uid)
+            if desired is None and current is not None:
+                self._stop(current)
+                del self.workloads[uid]
+                log.info("stopped simulator for %s/%s", current.namespace, current.name)
+            elif desired is not None and current is None:
+                self.workloads[uid] = desired
+                self._start(uid, desired)
+
+    def check_processes(self) -> None:
+        """Restart exited simulators with backoff, and report readiness."""
+        with self.lock:
+            items = list(self.workloads.items())
+        for uid, workload in items:
+            process = workload.process
+            if process is not None and process.poll() is not None:
+                workload.restarts += 1
+                backoff = min(BACKOFF_START * 2 ** (workload.restarts - 1), BACKOFF_CAP)
+                workload.next_start = time.monotonic() + backoff
+                workload.process = None
+                log.info("simulator for %s/%s exited (%s); restart %d in %.0fs",
+                         workload.namespace, workload.name, process.returncode, workload.restarts, backoff)  # fmt: skip
+                self._set_ready(workload, False, exit_code=process.returncode)
+            elif process is None and time.monotonic() >= workload.next_start:
+                with self.lock:
+                    if uid in self.workloads:
+                        self._start(uid, workload)
+            elif process is not None and workload.restarts and workload.ready is False:
+                self._set_ready(workload, True)
+
+    def watch_pods(self) -> None:
+        resource_version = ""
+        while not self.stopping.is_set():
+            try:
+                if not resource_version:
+                    pods = self.core.list_pod_for_all_namespaces()
+                    for pod in pods.items:
+                        self.on_pod("ADDED", pod)
+                    resource_version = pods.metadata.resource_version
+                stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+                    self.core.list_pod_for_all_namespaces, resource_version=resource_version, timeout_seconds=60
+                )
+                for event in stream:
+                    pod = event["object"]
+                    resource_version = pod.metadata.resource_version
+                    self.on_pod(event["type"], pod)
+            except client.ApiException as error:
+                if error.status == 410:  # the watch window moved on: list again
+                    resource_version = ""
+                    continue
+                log.warning("watch failed: %s", error.reason)
+                self.stopping.wait(1)
+            except Exception as error:  # the API server restarting must not kill the supervisor
+                log.warning("watch failed: %s", error)
+                self.stopping.wait(1)
+
+    def run(self) -> None:
+        threading.Thread(target=self.watch_pods, daemon=True).start()
+        while not self.stopping.wait(0.2):
+            self.check_processes()
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        with self.lock:
+            for workload in self.workloads.values():
+                self._stop(workload)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--log-dir", required=True)
+    options = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    config.load_kube_config(options.kubeconfig)  # type: ignore[no-untyped-call]
+    os.makedirs(options.log_dir, exist_ok=True)
+    supervisor = Supervisor(client.CoreV1Api(), options.log_dir)
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: supervisor.stopping.set())
+    try:
+        supervisor.run()
+    finally:
+        supervisor.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
