@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ballast.devstack.binaries import BuildError, cache_dir, ensure_all, recorded_build_times
 from ballast.devstack.cluster import Cluster, ClusterError, stop_process_groups
+from ballast.devstack.dataplane import GATEWAY_NAME, GATEWAY_NAMESPACE, DataPlane
 
 
 def state_dir() -> Path:
@@ -54,10 +55,18 @@ def up(args: argparse.Namespace) -> int:
         return 1
     try:
         binaries = ensure_all(progress=lambda line: print(line, file=sys.stderr))
-        shutil.rmtree(state_dir(), ignore_errors=True)
-        cluster = Cluster(binaries, state_dir(), nodes=args.nodes)
+    except BuildError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    shutil.rmtree(state_dir(), ignore_errors=True)
+    cluster = Cluster(binaries, state_dir(), nodes=args.nodes)
+    plane = DataPlane(cluster, scrape_interval=args.scrape_interval)
+    try:
         cluster.start(progress=lambda line: print(line, file=sys.stderr))
-    except (BuildError, ClusterError) as error:
+        print("starting the data plane: simulator supervisor, Traefik, Prometheus", file=sys.stderr)
+        plane.start()
+    except ClusterError as error:
+        cluster.stop()
         print(f"error: {error}", file=sys.stderr)
         return 1
     # The processes run in their own sessions and outlive this command; `down` stops them.
@@ -65,6 +74,7 @@ def up(args: argparse.Namespace) -> int:
     _state_file().write_text(json.dumps(state, indent=2))
     print(f"export KUBECONFIG={cluster.kubeconfig}")
     print(f"# API server {cluster.server}; audit log {cluster.audit_log}; logs in {state_dir() / 'logs'}")
+    print(f"# Gateway {GATEWAY_NAMESPACE}/{GATEWAY_NAME} at {plane.gateway_url}; Prometheus at {plane.prometheus_url}")
     return 0
 
 
@@ -91,6 +101,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     commands.add_parser("build", help="build or locate every binary and report where").set_defaults(func=build)
     start = commands.add_parser("up", help="start the local control plane in the background")
     start.add_argument("--nodes", type=int, default=3, help="kwok fake nodes (default 3)")
+    start.add_argument("--scrape-interval", default="5s", help="Prometheus scrape interval (default 5s)")
     start.set_defaults(func=up)
     commands.add_parser("down", help="stop everything `up` started").set_defaults(func=down)
     commands.add_parser("status", help="say whether the stack runs").set_defaults(func=status)

@@ -37,6 +37,8 @@ AUDIT_POLICY = {
     ],
 }
 POD_CIDR = "127.1.0.1/16"
+# Loopback, like pod addresses: the supervisor serves each ClusterIP as kube-proxy would (see dataplane.py).
+SERVICE_CIDR = "127.96.0.0/16"
 ADMIN_USER = "ballast-admin"
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 
@@ -137,7 +139,7 @@ class Cluster:
         serving = certs.issue(
             pki, ca, "apiserver", common_name="kube-apiserver", server=True,
             dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
-            ips=("127.0.0.1", "10.96.0.1"),
+            ips=("127.0.0.1", SERVICE_CIDR.replace("0/16", "1")),
         )  # fmt: skip
         service_account_key = certs.make_service_account_key(pki)
         identities = {
@@ -188,7 +190,7 @@ class Cluster:
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={service_account_key}",
                 f"--service-account-signing-key-file={service_account_key}",
-                "--service-cluster-ip-range=10.96.0.0/16",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
                 f"--audit-policy-file={policy}",
                 f"--audit-log-path={self.audit_log}",
                 "--audit-log-format=json",
@@ -212,6 +214,8 @@ class Cluster:
                 "--bind-address=127.0.0.1",
                 f"--secure-port={free_port()}",
                 "--leader-elect=false",
+                # EndpointSlices cannot hold loopback pod addresses; the supervisor serves Services instead.
+                "--controllers=*,-endpointslice-controller,-endpoints-controller,-endpointslice-mirroring-controller",
                 "--use-service-account-credentials=true",
                 f"--service-account-private-key-file={service_account_key}",
                 f"--root-ca-file={ca.cert}",

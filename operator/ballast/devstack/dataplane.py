@@ -166,6 +166,9 @@ class DataPlane:
                 f"--providers.kubernetesgateway.token={token}",
                 f"--providers.kubernetesgateway.certAuthFilePath={cluster.workdir / 'pki' / 'ca.crt'}",
                 "--providers.kubernetesgateway.statusAddress.ip=127.0.0.1",
+                # Backends through Service ClusterIPs, served by the supervisor (EndpointSlices cannot
+                # hold the loopback addresses of kwok pods).
+                "--providers.kubernetesgateway.nativeLBByDefault=true",
                 # No network but the loopback: no update checks, no usage reports.
                 "--global.checkNewVersion=false",
                 "--global.sendAnonymousUsage=false",

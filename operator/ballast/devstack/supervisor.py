@@ -1,4 +1,4 @@
-"""Plays the kubelet's part for kwok pods: one model-server simulator process per pod.
+"""Plays the kubelet's and kube-proxy's parts for kwok pods: one simulator process per pod, Services served.
 
 For each running pod with an address and a container port, a simulator listens on the pod's own
 address (kwok gives pods addresses in 127.0.0.0/8) and port, configured from the first
@@ -16,11 +16,14 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client, config, watch
+
+from ballast.devstack.serviceproxy import Endpoint, ServicePort, ServiceProxy
 
 log = logging.getLogger("ballast.supervisor")
 BACKOFF_START, BACKOFF_CAP = 1.0, 10.0
@@ -39,6 +42,8 @@ class Workload:
     next_start: float = 0.0
     ready: bool | None = None
     log_path: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    named_ports: dict[str, int] = field(default_factory=dict)
 
 
 def workload_of(pod: Any) -> Workload | None:
@@ -53,8 +58,34 @@ def workload_of(pod: Any) -> Workload | None:
         return None
     env = {e.name: e.value for e in container.env or [] if e.value is not None}
     return Workload(
-        pod.metadata.namespace, pod.metadata.name, pod.status.pod_ip, ports[0], env, list(container.args or [])
+        pod.metadata.namespace,
+        pod.metadata.name,
+        pod.status.pod_ip,
+        ports[0],
+        env,
+        list(container.args or []),
+        labels=dict(pod.metadata.labels or {}),
+        named_ports={p.name: p.container_port for p in container.ports if p.name},
     )
+
+
+def service_ports(service: Any) -> set[ServicePort]:
+    """The ClusterIP ports of a Service that selects pods; empty for headless or selector-less ones."""
+    spec = service.spec
+    if not spec or not spec.selector or spec.cluster_ip in (None, "", "None") or service.metadata.deletion_timestamp:
+        return set()
+    return {
+        ServicePort(
+            service.metadata.namespace,
+            service.metadata.name,
+            spec.cluster_ip,
+            port.port,
+            port.target_port if port.target_port is not None else port.port,
+            tuple(sorted(spec.selector.items())),
+        )
+        for port in spec.ports or []
+        if (port.protocol or "TCP") == "TCP"
+    }
 
 
 class Supervisor:
@@ -63,8 +94,10 @@ class Supervisor:
         self.core = core
         self.log_dir = log_dir
         self.workloads: dict[str, Workload] = {}
+        self.services: dict[str, set[ServicePort]] = {}
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.proxy = ServiceProxy(self.endpoints)
 
     # ------------------------------------------------------------------------------ processes
 
@@ -145,6 +178,33 @@ class Supervisor:
                 self.workloads[uid] = desired
                 self._start(uid, desired)
 
+    def endpoints(self, namespace: str, selector: dict[str, str], target: int | str) -> list[Endpoint]:
+        """Ready pods of `namespace` matching `selector`, at the Service's target port."""
+        with self.lock:
+            candidates = list(self.workloads.values())
+        found = []
+        for workload in candidates:
+            if workload.namespace != namespace or workload.ready is False:
+                continue
+            if workload.process is None or workload.process.poll() is not None:
+                continue
+            if any(workload.labels.get(k) != v for k, v in selector.items()):
+                continue
+            port = target if isinstance(target, int) else workload.named_ports.get(target)
+            if port is not None:
+                found.append(Endpoint(workload.address, port))
+        return found
+
+    def on_service(self, event_type: str, service: Any) -> None:
+        uid = service.metadata.uid
+        with self.lock:
+            if event_type == "DELETED":
+                self.services.pop(uid, None)
+            else:
+                self.services[uid] = service_ports(service)
+            desired = set().union(*self.services.values()) if self.services else set()
+        self.proxy.sync(desired)
+
     def check_processes(self) -> None:
         """Restart exited simulators with backoff, and report readiness."""
         with self.lock:
@@ -166,24 +226,24 @@ class Supervisor:
             elif process is not None and workload.restarts and workload.ready is False:
                 self._set_ready(workload, True)
 
-    def watch_pods(self) -> None:
+    def watch(self, list_all: Callable[..., Any], on_event: Callable[[str, Any], None]) -> None:
+        """List, then watch from that resourceVersion; list again when the window expires (410)."""
         resource_version = ""
         while not self.stopping.is_set():
             try:
                 if not resource_version:
-                    pods = self.core.list_pod_for_all_namespaces()
-                    for pod in pods.items:
-                        self.on_pod("ADDED", pod)
-                    resource_version = pods.metadata.resource_version
+                    listed = list_all()
+                    for item in listed.items:
+                        on_event("ADDED", item)
+                    resource_version = listed.metadata.resource_version
                 stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
-                    self.core.list_pod_for_all_namespaces, resource_version=resource_version, timeout_seconds=60
+                    list_all, resource_version=resource_version, timeout_seconds=60
                 )
                 for event in stream:
-                    pod = event["object"]
-                    resource_version = pod.metadata.resource_version
-                    self.on_pod(event["type"], pod)
+                    resource_version = event["object"].metadata.resource_version
+                    on_event(event["type"], event["object"])
             except client.ApiException as error:
-                if error.status == 410:  # the watch window moved on: list again
+                if error.status == 410:
                     resource_version = ""
                     continue
                 log.warning("watch failed: %s", error.reason)
@@ -193,12 +253,19 @@ class Supervisor:
                 self.stopping.wait(1)
 
     def run(self) -> None:
-        threading.Thread(target=self.watch_pods, daemon=True).start()
+        threading.Thread(target=self.proxy.run_forever, daemon=True).start()
+        threading.Thread(
+            target=self.watch, args=(self.core.list_pod_for_all_namespaces, self.on_pod), daemon=True
+        ).start()
+        threading.Thread(
+            target=self.watch, args=(self.core.list_service_for_all_namespaces, self.on_service), daemon=True
+        ).start()
         while not self.stopping.wait(0.2):
             self.check_processes()
 
     def shutdown(self) -> None:
         self.stopping.set()
+        self.proxy.stop()
         with self.lock:
             for workload in self.workloads.values():
                 self._stop(workload)
