@@ -142,6 +142,10 @@ class ModelDeploymentStatus(StatusModel):
     budget: BudgetStatus | None = Field(default=None, description="Budget use.")
     kill_switch: KillSwitchStatus = Field(default_factory=KillSwitchStatus, description="Kill-switch state.")
     pending_decision: PendingDecision | None = Field(default=None, description="A decision not yet acted on.")
+    handled_commands: dict[str, str] = Field(
+        default_factory=dict,
+        description="The last promote/abort annotation value acted on, per command, so each acts once.",
+    )
     conditions: list[Condition] = keyed_list(
         description="Ready, Progressing, Degraded and the reasons behind them.", key="type"
     )

@@ -1,0 +1,1 @@
+"""The pure decision core: phases, steps, promotion, rollback."""

@@ -1,0 +1,44 @@
+"""Ready, Progressing and Degraded conditions, derived from status (transition times kept when unchanged)."""
+
+from __future__ import annotations
+
+from ballast.api.status import ModelDeploymentStatus
+from ballast.api.types import Condition
+from ballast.rollout.observations import Observations
+
+
+def _condition(kind: str, holds: bool, reason: str, message: str) -> Condition:
+    return Condition(type=kind, status="True" if holds else "False", reason=reason, message=message)
+
+
+def set_conditions(status: ModelDeploymentStatus, observations: Observations, now: str) -> None:
+    stable = observations.of(status.stable_revision)
+    desired = [
+        _condition(
+            "Ready",
+            stable.available,
+            "StableAvailable" if stable.available else "StableUnavailable",
+            f"stable revision {status.stable_revision}: {stable.ready_replicas} ready replicas",
+        ),
+        _condition(
+            "Progressing",
+            status.phase in ("Progressing", "Paused", "Promoting"),
+            status.phase,
+            status.message,
+        ),
+        _condition(
+            "Degraded",
+            status.phase in ("RolledBack", "Failed"),
+            status.phase,
+            status.message if status.phase in ("RolledBack", "Failed") else "",
+        ),
+    ]
+    previous = {c.type: c for c in status.conditions}
+    merged = []
+    for condition in desired:
+        before = previous.get(condition.type)
+        same = before is not None and before.status == condition.status
+        condition.last_transition_time = before.last_transition_time if same and before else now
+        condition.observed_generation = status.observed_generation
+        merged.append(condition)
+    status.conditions = merged

@@ -1,0 +1,344 @@
+"""The decision core: (spec, status, observations, now) -> (new status, events). Pure: no I/O, no clock.
+
+The new status is also the desired state of the children: which revisions run with how many
+replicas, and the traffic weights. The shell makes the world match it, so every decision is
+written down before anything acts on it, and acting twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ballast.api.modeldeployment import ModelDeploymentSpec
+from ballast.api.status import (
+    HISTORY_LIMIT,
+    HistoryEntry,
+    ModelDeploymentStatus,
+    Phase,
+    RevisionStatus,
+    Weights,
+)
+from ballast.api.types import parse_duration
+from ballast.rollout.conditions import set_conditions
+from ballast.rollout.observations import Observations
+from ballast.rollout.timestamps import format_time, parse_time
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: ModelDeploymentStatus
+    events: tuple[Event, ...] = ()
+    history: tuple[HistoryEntry, ...] = ()
+
+
+@dataclass
+class _Context:
+    spec: ModelDeploymentSpec
+    generation: int
+    now: datetime
+    status: ModelDeploymentStatus
+    observations: Observations
+    events: list[Event] = field(default_factory=list)
+    new_history: list[HistoryEntry] = field(default_factory=list)
+
+    @property
+    def now_text(self) -> str:
+        return format_time(self.now)
+
+    def record(
+        self,
+        action: str,
+        reason: str,
+        message: str,
+        *,
+        revision: str | None,
+        step: int | None = None,
+        warning: bool = False,
+        values: dict[str, float] | None = None,
+    ) -> None:
+        """An Event and a history entry; the deterministic id keeps a replayed decision from repeating."""
+        decision_id = f"{self.generation}-{revision or 'none'}-{'x' if step is None else step}-{action}"
+        if any(entry.id == decision_id for entry in self.status.history):
+            return
+        entry = HistoryEntry(
+            id=decision_id,
+            at=self.now_text,
+            action=action,
+            phase=self.status.phase,
+            revision=revision,
+            step=step,
+            reason=reason,
+            message=message,
+            values=values or {},
+        )
+        self.status.history = [*self.status.history, entry][-HISTORY_LIMIT:]
+        self.new_history.append(entry)
+        self.events.append(Event("Warning" if warning else "Normal", reason, message))
+
+
+def decide(
+    spec: ModelDeploymentSpec,
+    desired_revision: str,
+    generation: int,
+    status: ModelDeploymentStatus,
+    observations: Observations,
+    now: datetime,
+) -> Decision:
+    """The next status of one ModelDeployment, and the Events and history entries that explain it."""
+    ctx = _Context(spec, generation, now, status.model_copy(deep=True), observations)
+    s = ctx.status
+    if s.stable_revision is None:
+        _first_deploy(ctx, desired_revision)
+    elif desired_revision == s.stable_revision:
+        _settle_on_stable(ctx)
+    elif desired_revision != s.canary_revision:
+        _start_canary(ctx, desired_revision)
+    else:
+        _progress_canary(ctx)
+    _retire_previous(ctx)
+    _collect_garbage(ctx)
+    _size_revisions(ctx)
+    s.next_check_at = _next_due(ctx)
+    s.observed_generation = generation
+    set_conditions(s, ctx.observations, ctx.now_text)
+    return Decision(s, tuple(ctx.events), tuple(ctx.new_history))
+
+
+# ------------------------------------------------------------------------------------ transitions
+
+
+def _revision(ctx: _Context, name: str) -> RevisionStatus | None:
+    return next((r for r in ctx.status.revisions if r.name == name), None)
+
+
+def _ensure_revision(ctx: _Context, name: str, role: str) -> RevisionStatus:
+    found = _revision(ctx, name)
+    if found is None:
+        found = RevisionStatus(name=name, role="canary", created_at=ctx.now_text)
+        ctx.status.revisions = [*ctx.status.revisions, found]
+    found.role = role  # type: ignore[assignment]
+    found.retire_at = None
+    return found
+
+
+def _set_phase(ctx: _Context, phase: Phase, message: str) -> None:
+    ctx.status.phase = phase
+    ctx.status.message = message
+
+
+def _first_deploy(ctx: _Context, revision: str) -> None:
+    s = ctx.status
+    _ensure_revision(ctx, revision, "stable")
+    s.stable_revision = revision
+    s.weights = Weights(stable=100, canary=0)
+    _set_phase(ctx, "Stable", f"revision {revision} serves 100%")
+    ctx.record("deploy", "Deployed", f"First revision {revision} serves all traffic", revision=revision)
+
+
+def _retire(ctx: _Context, name: str | None) -> None:
+    revision = _revision(ctx, name) if name else None
+    if revision is not None and revision.role != "stable":
+        revision.role = "retired"
+        revision.retire_at = None
+
+
+def _settle_on_stable(ctx: _Context) -> None:
+    s = ctx.status
+    if s.canary_revision is not None and s.phase not in ("RolledBack", "Failed"):
+        superseded = s.canary_revision
+        _retire(ctx, superseded)
+        ctx.record(
+            "supersede", "CanarySuperseded",
+            f"The template is back to stable {s.stable_revision}; canary {superseded} is withdrawn",
+            revision=superseded, step=s.current_step,
+        )  # fmt: skip
+    if s.canary_revision is not None:
+        _retire(ctx, s.canary_revision)
+    s.canary_revision = None
+    s.current_step = None
+    s.step_started_at = None
+    s.weights = Weights(stable=100, canary=0)
+    _set_phase(ctx, "Stable", f"revision {s.stable_revision} serves 100%")
+
+
+def _start_canary(ctx: _Context, revision: str) -> None:
+    s = ctx.status
+    if s.canary_revision is not None:
+        superseded = s.canary_revision
+        _retire(ctx, superseded)
+        ctx.record(
+            "supersede", "CanarySuperseded", f"Canary {superseded} is superseded by {revision}",
+            revision=superseded, step=s.current_step,
+        )  # fmt: skip
+    _ensure_revision(ctx, revision, "canary")
+    s.canary_revision = revision
+    s.current_step = None
+    s.step_started_at = ctx.now_text
+    s.failed_checks = 0
+    s.weights = Weights(stable=100, canary=0)
+    _set_phase(ctx, "Progressing", f"waiting for canary {revision} to become Available")
+    ctx.record("canary", "CanaryStarted", f"New revision {revision} starts as a canary", revision=revision)
+
+
+def _rollback(ctx: _Context, reason: str, message: str) -> None:
+    s = ctx.status
+    canary = s.canary_revision
+    step = s.current_step
+    _retire(ctx, canary)
+    s.weights = Weights(stable=100, canary=0)
+    s.current_step = None
+    _set_phase(ctx, "RolledBack", f"{message}; stable {s.stable_revision} serves 100%")
+    ctx.record("rollback", reason, f"Rolled back canary {canary}: {message}", revision=canary, step=step, warning=True)
+
+
+def _command(ctx: _Context, name: str, token: str | None) -> bool:
+    """True once per new annotation value."""
+    if token is None or ctx.status.handled_commands.get(name) == token:
+        return False
+    ctx.status.handled_commands = {**ctx.status.handled_commands, name: token}
+    return True
+
+
+def _progress_canary(ctx: _Context) -> None:
+    s, spec, obs = ctx.status, ctx.spec, ctx.observations
+    canary = s.canary_revision
+    if s.phase in ("RolledBack", "Failed"):
+        return  # a rolled-back revision is not retried until the template changes
+    if _command(ctx, "abort", obs.commands.abort):
+        _rollback(ctx, "Aborted", "aborted by annotation")
+        return
+    seen = obs.of(canary)
+    if seen.crash_looping:
+        _rollback(ctx, "CrashLoop", f"canary pods restarted {seen.restarts} times")
+        return
+    deadline = parse_duration(spec.rollout.progress_deadline)
+    since = parse_time(s.step_started_at) if s.step_started_at else ctx.now
+    if not seen.available:
+        if ctx.now - since >= deadline:
+            _rollback(ctx, "ProgressDeadlineExceeded", f"canary not Available within {spec.rollout.progress_deadline}")
+        return
+    steps = spec.rollout.effective_steps()
+    if s.current_step is None:
+        _enter_step(ctx, 0)
+        return
+    if obs.commands.paused:
+        if s.phase != "Paused":
+            _set_phase(ctx, "Paused", f"paused by annotation at step {s.current_step + 1}/{len(steps)}")
+            ctx.record("pause", "Paused", "Rollout paused by annotation", revision=canary, step=s.current_step)
+        return
+    if s.phase == "Paused":
+        ctx.record("resume", "Resumed", "Rollout resumed", revision=canary, step=s.current_step)
+        s.phase = "Progressing"
+    step = steps[s.current_step]
+    promoted = _command(ctx, "promote", obs.commands.promote)
+    hold = parse_duration(step.pause or spec.rollout.interval)
+    if not promoted and (step.approval or ctx.now - since < hold):
+        waiting = "a manual promote" if step.approval else f"{step.pause or spec.rollout.interval} to pass"
+        _set_phase(
+            ctx, "Progressing", f"step {s.current_step + 1}/{len(steps)} at {step.weight}%: waiting for {waiting}"
+        )
+        return
+    if s.current_step + 1 < len(steps):
+        _enter_step(ctx, s.current_step + 1)
+    else:
+        _promote(ctx)
+
+
+def _enter_step(ctx: _Context, index: int) -> None:
+    s = ctx.status
+    steps = ctx.spec.rollout.effective_steps()
+    weight = steps[index].weight
+    s.current_step = index
+    s.step_started_at = ctx.now_text
+    s.weights = Weights(stable=100 - weight, canary=weight)
+    _set_phase(ctx, "Progressing", f"step {index + 1}/{len(steps)}: canary {s.canary_revision} at {weight}%")
+    ctx.record(
+        "step", "StepStarted", f"Step {index + 1}/{len(steps)}: canary {s.canary_revision} serves {weight}%",
+        revision=s.canary_revision, step=index, values={"weight": float(weight)},
+    )  # fmt: skip
+
+
+def _promote(ctx: _Context) -> None:
+    s = ctx.status
+    old, new = s.stable_revision, s.canary_revision
+    assert new is not None
+    previous = _revision(ctx, old) if old else None
+    if previous is not None:
+        previous.role = "previous"
+        previous.retire_at = format_time(ctx.now + parse_duration(ctx.spec.rollout.scale_down_delay))
+    _ensure_revision(ctx, new, "stable")
+    s.previous_revision, s.stable_revision, s.canary_revision = old, new, None
+    s.current_step = None
+    s.step_started_at = None
+    s.weights = Weights(stable=100, canary=0)
+    _set_phase(ctx, "Stable", f"revision {new} promoted and serves 100%")
+    ctx.record("promote", "Promoted", f"Revision {new} promoted; {old} stays warm until scale-down", revision=new)
+
+
+def _retire_previous(ctx: _Context) -> None:
+    for revision in ctx.status.revisions:
+        if revision.role == "previous" and revision.retire_at and parse_time(revision.retire_at) <= ctx.now:
+            revision.role = "retired"
+            revision.retire_at = None
+            ctx.record(
+                "scale-down", "ScaledDown", f"Previous revision {revision.name} scaled down", revision=revision.name
+            )
+
+
+def _collect_garbage(ctx: _Context) -> None:
+    """Keep only `revisionHistoryLimit` retired revisions; the shell deletes the workloads of the rest."""
+    retired = [r for r in ctx.status.revisions if r.role == "retired" and r.name != ctx.status.canary_revision]
+    excess = len(retired) - ctx.spec.rollout.revision_history_limit
+    if excess > 0:
+        dropped = {r.name for r in retired[:excess]}
+        ctx.status.revisions = [r for r in ctx.status.revisions if r.name not in dropped]
+
+
+def _size_revisions(ctx: _Context) -> None:
+    """Replicas per revision: the spec's count for serving and warm revisions, zero for retired ones.
+
+    The service router splits by replica ratio, and its one Service selects every revision's pods,
+    so there a previous revision cannot stay warm without serving: it scales down at promotion.
+    """
+    replicas = ctx.spec.model.replicas
+    split_by_ratio = ctx.spec.traffic.router == "service"
+    weights = ctx.status.weights
+    for revision in ctx.status.revisions:
+        if revision.role == "retired" or (split_by_ratio and revision.role == "previous"):
+            revision.replicas = 0
+        elif split_by_ratio:
+            share = weights.stable if revision.role == "stable" else weights.canary
+            revision.replicas = replicas_for_share(replicas, share)
+        else:
+            revision.replicas = replicas
+
+
+def replicas_for_share(total: int, weight: int) -> int:
+    """Replicas that carry `weight` percent of `total` (at least one while the share is not zero)."""
+    if weight <= 0:
+        return 0
+    return max(1, round(total * weight / 100))
+
+
+def _next_due(ctx: _Context) -> str | None:
+    """The earliest time something can change without an event: a step's end, a deadline, a scale-down."""
+    s, spec = ctx.status, ctx.spec
+    due: list[datetime] = []
+    if s.canary_revision and s.phase in ("Progressing", "Promoting") and s.step_started_at:
+        started = parse_time(s.step_started_at)
+        if s.current_step is None:
+            due.append(started + parse_duration(spec.rollout.progress_deadline))
+        else:
+            step = spec.rollout.effective_steps()[s.current_step]
+            if not step.approval:
+                due.append(started + parse_duration(step.pause or spec.rollout.interval))
+    due.extend(parse_time(r.retire_at) for r in s.revisions if r.retire_at)
+    return format_time(min(due)) if due else None

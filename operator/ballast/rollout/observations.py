@@ -1,0 +1,44 @@
+"""What the decision core is told about the world: facts gathered by the shell, never fetched by the core."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# A revision whose pods restarted this often is crash-looping: hard evidence, roll back.
+CRASH_LOOP_RESTARTS = 3
+
+
+@dataclass(frozen=True)
+class RevisionObservation:
+    """A revision's workload as the API server reports it."""
+
+    exists: bool = True
+    available: bool = False
+    ready_replicas: int = 0
+    restarts: int = 0
+
+    @property
+    def crash_looping(self) -> bool:
+        return self.restarts >= CRASH_LOOP_RESTARTS
+
+
+@dataclass(frozen=True)
+class Commands:
+    """Manual control through annotations; Git keeps owning the spec.
+
+    `promote` and `abort` carry a token (any new value acts once); `paused` is level-triggered.
+    """
+
+    promote: str | None = None
+    abort: str | None = None
+    paused: bool = False
+
+
+@dataclass(frozen=True)
+class Observations:
+    revisions: Mapping[str, RevisionObservation] = field(default_factory=dict)
+    commands: Commands = field(default_factory=Commands)
+
+    def of(self, revision: str | None) -> RevisionObservation:
+        return self.revisions.get(revision or "", RevisionObservation(exists=False))

@@ -1,0 +1,297 @@
+"""The decision core: examples for every transition, and properties over random histories."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ballast.api.modeldeployment import ModelDeploymentSpec
+from ballast.api.status import ModelDeploymentStatus
+from ballast.rollout.core import Decision, decide, replicas_for_share
+from ballast.rollout.observations import Commands, Observations, RevisionObservation
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+READY = RevisionObservation(available=True, ready_replicas=2)
+
+
+def spec(**rollout: Any) -> ModelDeploymentSpec:
+    return ModelDeploymentSpec.model_validate(
+        {
+            "model": {"name": "m", "image": "i", "replicas": 2},
+            "traffic": {"parentRefs": [{"name": "gw"}]},
+            "rollout": {
+                "interval": "10s",
+                "progressDeadline": "5m",
+                "scaleDownDelay": "10m",
+                "steps": [{"weight": 10, "pause": "1m"}, {"weight": 50, "approval": True}, {"weight": 100}],
+                **rollout,
+            },
+        }
+    )
+
+
+class Run:
+    """Drives decide() through time like the shell does, feeding back each new status."""
+
+    def __init__(self, model_spec: ModelDeploymentSpec | None = None) -> None:
+        self.spec = model_spec or spec()
+        self.status = ModelDeploymentStatus()
+        self.now = T0
+        self.generation = 1
+        self.observed: dict[str, RevisionObservation] = {}
+        self.commands = Commands()
+        self.decisions: list[Decision] = []
+
+    def step(self, revision: str, seconds: float = 0) -> Decision:
+        self.now += timedelta(seconds=seconds)
+        decision = decide(
+            self.spec, revision, self.generation, self.status, Observations(self.observed, self.commands), self.now
+        )
+        self.status = decision.status
+        self.decisions.append(decision)
+        return decision
+
+
+def test_first_deploy_is_stable_at_once() -> None:
+    run = Run()
+    decision = run.step("aaa")
+    assert decision.status.phase == "Stable"
+    assert decision.status.stable_revision == "aaa"
+    assert (decision.status.weights.stable, decision.status.weights.canary) == (100, 0)
+    assert [e.reason for e in decision.events] == ["Deployed"]
+    assert decision.status.revisions[0].replicas == 2
+
+
+def test_a_template_change_walks_the_steps_and_promotes() -> None:
+    run = Run()
+    run.step("aaa")
+    run.observed = {"aaa": READY}
+    assert run.step("bbb").status.phase == "Progressing"
+    assert run.status.weights.canary == 0  # not before the canary is Available
+    run.observed["bbb"] = READY
+    assert run.step("bbb", 5).status.weights.canary == 10
+    assert run.step("bbb", 30).status.weights.canary == 10  # the 1m pause holds
+    assert run.status.next_check_at == "2026-11-24T12:01:05Z"
+    assert run.step("bbb", 30).status.weights.canary == 50
+    assert run.step("bbb", 3600).status.weights.canary == 50  # approval: waits for a promote
+    run.commands = Commands(promote="t1")
+    assert run.step("bbb").status.weights.canary == 100
+    assert run.step("bbb", 10).status.phase == "Stable"
+    assert (run.status.stable_revision, run.status.previous_revision) == ("bbb", "aaa")
+    roles = {r.name: r.role for r in run.status.revisions}
+    assert roles == {"aaa": "previous", "bbb": "stable"}
+    actions = [h.action for h in run.status.history]
+    assert actions == ["deploy", "canary", "step", "step", "step", "promote"]
+
+
+def test_the_previous_revision_scales_down_after_the_delay_and_old_ones_are_collected() -> None:
+    run = Run(spec(steps=[{"weight": 100}], revisionHistoryLimit=1))
+    run.step("r0")
+    for n in range(1, 4):
+        run.observed = {f"r{n - 1}": READY, f"r{n}": READY}
+        run.step(f"r{n}")  # canary
+        run.step(f"r{n}", 1)  # 100%
+        run.step(f"r{n}", 11)  # promoted
+        assert run.status.stable_revision == f"r{n}"
+        run.step(f"r{n}", 601)  # scale-down delay over
+    roles = {r.name: (r.role, r.replicas) for r in run.status.revisions}
+    assert roles == {"r2": ("retired", 0), "r3": ("stable", 2)}
+
+
+def test_a_canary_never_available_is_rolled_back_at_its_deadline() -> None:
+    run = Run()
+    run.step("aaa")
+    run.observed = {"aaa": READY, "bbb": RevisionObservation(available=False)}
+    run.step("bbb")
+    assert run.status.next_check_at == "2026-11-24T12:05:00Z"
+    assert run.step("bbb", 299).status.phase == "Progressing"
+    decision = run.step("bbb", 1)
+    assert decision.status.phase == "RolledBack"
+    assert decision.events[-1].reason == "ProgressDeadlineExceeded"
+    assert decision.events[-1].type == "Warning"
+    assert {r.name: r.replicas for r in decision.status.revisions} == {"aaa": 2, "bbb": 0}
+    # The same template is not retried; a new one is.
+    assert run.step("bbb", 600).status.phase == "RolledBack"
+    assert run.step("ccc").status.canary_revision == "ccc"
+
+
+def test_crash_looping_pods_roll_back_at_once() -> None:
+    run = Run()
+    run.step("aaa")
+    run.observed = {"aaa": READY, "bbb": RevisionObservation(available=True, restarts=3)}
+    run.step("bbb")  # the canary starts
+    run.step("bbb", 1)  # its pods are seen crash-looping
+    assert run.status.phase == "RolledBack"
+    assert run.status.weights.stable == 100
+
+
+def test_abort_returns_everything_to_stable_once_per_token() -> None:
+    run = Run()
+    run.step("aaa")
+    run.observed = {"aaa": READY, "bbb": READY}
+    run.step("bbb")
+    run.step("bbb", 1)
+    assert run.status.weights.canary == 10
+    run.commands = Commands(abort="now")
+    decision = run.step("bbb")
+    assert (decision.status.phase, decision.status.weights.stable) == ("RolledBack", 100)
+    assert decision.events[-1].reason == "Aborted"
+
+
+def test_pause_and_resume() -> None:
+    run = Run()
+    run.step("aaa")
+    run.observed = {"aaa": READY, "bbb": READY}
+    run.step("bbb")
+    run.step("bbb", 1)
+    run.commands = Commands(paused=True)
+    assert run.step("bbb", 3600).status.phase == "Paused"
+    assert run.status.weights.canary == 10
+    run.commands = Commands()
+    assert run.step("bbb").status.weights.canary == 50
+    assert [h.action for h in run.status.history][-3:] == ["pause", "resume", "step"]
+
+
+def test_a_change_mid_canary_supersedes_it_and_a_revert_withdraws_it() -> None:
+    run = Run()
+    run.step("aaa")
+    run.observed = {"aaa": READY, "bbb": READY, "ccc": READY}
+    run.step("bbb")
+    run.step("bbb", 1)
+    decision = run.step("ccc")
+    assert decision.status.canary_revision == "ccc"
+    assert decision.status.weights.canary == 0
+    assert [e.reason for e in decision.events] == ["CanarySuperseded", "CanaryStarted"]
+    reverted = run.step("aaa")
+    assert (reverted.status.phase, reverted.status.canary_revision) == ("Stable", None)
+    assert {r.name: r.role for r in reverted.status.revisions}["ccc"] == "retired"
+
+
+def test_the_service_router_splits_replicas_by_weight() -> None:
+    model_spec = ModelDeploymentSpec.model_validate(
+        {"model": {"name": "m", "image": "i", "replicas": 4}, "traffic": {"router": "service"},
+         "rollout": {"steps": [{"weight": 25}, {"weight": 100}]}}
+    )  # fmt: skip
+    run = Run(model_spec)
+    run.step("aaa")
+    run.observed = {"aaa": READY, "bbb": READY}
+    run.step("bbb")
+    assert {r.name: r.replicas for r in run.status.revisions} == {"aaa": 4, "bbb": 0}
+    run.step("bbb", 1)
+    assert {r.name: r.replicas for r in run.status.revisions} == {"aaa": 3, "bbb": 1}
+    assert replicas_for_share(4, 10) == 1
+
+
+def test_conditions_follow_the_phase() -> None:
+    run = Run()
+    run.observed = {"aaa": READY}
+    run.step("aaa")
+    conditions = {c.type: c.status for c in run.status.conditions}
+    assert conditions == {"Ready": "True", "Progressing": "False", "Degraded": "False"}
+
+
+# ------------------------------------------------------------------------------------ properties
+
+EVENTS = st.lists(
+    st.one_of(
+        st.tuples(st.just("template"), st.sampled_from(["r1", "r2", "r3"])),
+        st.tuples(st.just("wait"), st.integers(min_value=0, max_value=400)),
+        st.tuples(st.just("available"), st.sampled_from(["r1", "r2", "r3"]), st.booleans()),
+        st.tuples(st.just("crash"), st.sampled_from(["r1", "r2", "r3"])),
+        st.tuples(st.just("promote"), st.integers(0, 3)),
+        st.tuples(st.just("abort"), st.integers(0, 3)),
+        st.tuples(st.just("pause"), st.booleans()),
+    ),
+    max_size=40,
+)
+
+
+def replay(events: list[tuple[Any, ...]]) -> Run:
+    run = Run()
+    revision = "r0"
+    run.observed = {"r0": READY}
+    run.step(revision)
+    for event in events:
+        kind = event[0]
+        if kind == "template":
+            revision = event[1]
+        elif kind == "wait":
+            run.now += timedelta(seconds=event[1])
+        elif kind == "available":
+            run.observed[event[1]] = RevisionObservation(available=event[2], ready_replicas=2 if event[2] else 0)
+        elif kind == "crash":
+            run.observed[event[1]] = RevisionObservation(available=False, restarts=5)
+        elif kind == "promote":
+            run.commands = Commands(promote=f"p{event[1]}", abort=run.commands.abort, paused=run.commands.paused)
+        elif kind == "abort":
+            run.commands = Commands(promote=run.commands.promote, abort=f"a{event[1]}", paused=run.commands.paused)
+        elif kind == "pause":
+            run.commands = Commands(promote=run.commands.promote, abort=run.commands.abort, paused=event[1])
+        before = run.status
+        decision = run.step(revision)
+        check_transition(before, decision.status)
+    return run
+
+
+def check_transition(before: ModelDeploymentStatus, after: ModelDeploymentStatus) -> None:
+    weights = after.weights
+    assert weights.stable + weights.canary + weights.fallback == 100
+    assert 0 <= weights.canary <= 100
+    if after.canary_revision is None or after.phase in ("RolledBack", "Stable"):
+        assert weights.canary == 0
+    same_canary = before.canary_revision == after.canary_revision and after.canary_revision is not None
+    if same_canary and before.current_step is not None and after.current_step is not None:
+        # Steps never skip or reverse: they hold or advance by one.
+        assert after.current_step - before.current_step in (0, 1)
+    if after.phase == "RolledBack" and before.phase != "RolledBack":
+        # Rollback restores the last stable, untouched, at full weight.
+        assert after.stable_revision == before.stable_revision
+        assert (weights.stable, weights.canary) == (100, 0)
+    ids = [h.id for h in after.history]
+    assert len(ids) == len(set(ids))
+    serving = [r for r in after.revisions if r.role in ("stable", "canary")]
+    assert len({r.role for r in serving}) == len(serving)  # at most one stable and one canary
+
+
+@settings(max_examples=300, deadline=None)
+@given(EVENTS)
+def test_invariants_hold_over_any_history(events: list[tuple[Any, ...]]) -> None:
+    replay(events)
+
+
+@settings(max_examples=100, deadline=None)
+@given(EVENTS)
+def test_same_inputs_same_outputs(events: list[tuple[Any, ...]]) -> None:
+    first, second = replay(events), replay(events)
+    assert first.status == second.status
+    assert [d.events for d in first.decisions] == [d.events for d in second.decisions]
+
+
+@settings(max_examples=150, deadline=None)
+@given(EVENTS)
+def test_deciding_again_on_its_own_output_converges_without_repeating(events: list[tuple[Any, ...]]) -> None:
+    """A crash after writing status replays the reconcile from that status: it reaches a fixpoint within
+    a few passes (a canary found Available enters its first step; a pending promote is consumed once),
+    never moves a step on its own at the same instant, and never repeats a history entry."""
+    run = replay(events)
+    revision = run.status.canary_revision or run.status.stable_revision
+    assert revision is not None
+    observations = Observations(run.observed, run.commands)
+    status, seen_ids = run.status, {h.id for h in run.status.history}
+    for _ in range(3):
+        again = decide(run.spec, revision, run.generation, status, observations, run.now)
+        new_ids = [h.id for h in again.history]
+        assert not seen_ids & set(new_ids)
+        seen_ids |= set(new_ids)
+        if again.status == status:
+            break
+        if status.current_step is not None and again.status.current_step is not None:
+            # Without time passing, only a not-yet-consumed promote annotation moves a step, once.
+            moved = again.status.current_step - status.current_step
+            assert moved == 0 or (moved == 1 and again.status.handled_commands != status.handled_commands)
+        status = again.status
+    else:
+        raise AssertionError("no fixpoint after three passes at the same instant")
