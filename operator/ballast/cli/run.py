@@ -10,6 +10,11 @@ def run(args: argparse.Namespace) -> int:
 
     import ballast.handlers  # noqa: F401  (registers the handlers)
 
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port, addr=args.metrics_address)
+
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON if args.log_json else kopf.LogFormat.FULL)
     kopf.run(
         standalone=True,
@@ -26,6 +31,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "-n", "--namespace", action="append", help="watch only this namespace (repeatable; default: all)"
     )
     parser.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port")
+    parser.add_argument("--metrics-address", default="127.0.0.1", help="metrics bind address (default 127.0.0.1)")
     parser.add_argument("--log-json", action="store_true", help="structured JSON logs")
     parser.add_argument("-v", "--verbose", action="store_true", help="verbose logs")
     parser.set_defaults(func=run)

@@ -1,0 +1,57 @@
+"""kopf entry points for ModelDeployments and their children: each only asks for a reconcile.
+
+Raw event handlers (`kopf.on.event`) keep no state in the objects and add no finalizer, so deleting
+a ModelDeployment never waits for the operator: its children go with it through ownerReferences.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import kopf
+
+from ballast.kubeapi import KubeApi
+from ballast.reconciler import Reconciler
+from ballast.workloads.render import DEPLOYMENT_LABEL
+
+CHILD_LABELS = {DEPLOYMENT_LABEL: kopf.PRESENT}
+
+
+@kopf.on.startup()
+async def start_reconciler(memo: kopf.Memo, **_: Any) -> None:
+    api = KubeApi.from_environment()
+    reconciler = Reconciler(api)
+    memo["api"] = api
+    memo["reconciler"] = reconciler
+    memo["ticker"] = asyncio.get_running_loop().create_task(reconciler.tick_forever())
+
+
+@kopf.on.cleanup()
+async def stop_reconciler(memo: kopf.Memo, **_: Any) -> None:
+    memo["ticker"].cancel()
+    await memo["api"].close()
+
+
+def _reconciler(memo: Any) -> Reconciler:
+    reconciler: Reconciler = memo["reconciler"]
+    return reconciler
+
+
+@kopf.on.event("ballast.dev", "v1alpha1", "modeldeployments")
+async def model_deployment_changed(type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    assert namespace is not None  # ModelDeployments are namespaced
+    if type == "DELETED":
+        _reconciler(memo).forget(namespace, name)
+        return
+    _reconciler(memo).notify(namespace, name)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
+@kopf.on.event("", "v1", "services", labels=CHILD_LABELS)
+@kopf.on.event("", "v1", "pods", labels=CHILD_LABELS)
+@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=CHILD_LABELS)
+async def child_changed(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
+    """A child changed or vanished (a deleted route or Deployment is recreated by the reconcile)."""
+    if namespace is not None:
+        _reconciler(memo).notify(namespace, labels[DEPLOYMENT_LABEL])

@@ -1,0 +1,166 @@
+"""A small async Kubernetes API client on httpx: the event loop never blocks on the API server.
+
+Credentials come from the kubeconfig or the in-cluster service account, through the `kubernetes`
+package's loaders. Writes of children use server-side apply with one field manager, so applying
+the same desired object twice changes nothing and other managers' fields are left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+FIELD_MANAGER = "ballast"
+Object = dict[str, Any]
+
+
+class ApiError(RuntimeError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives in the API."""
+
+    group: str
+    version: str
+    plural: str
+    namespaced: bool = True
+
+    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+        base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{quote(namespace)}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{quote(name)}"
+        if subresource:
+            base += f"/{subresource}"
+        return base
+
+
+MODEL_DEPLOYMENTS = Resource("ballast.dev", "v1alpha1", "modeldeployments")
+DEPLOYMENTS = Resource("apps", "v1", "deployments")
+CONTROLLER_REVISIONS = Resource("apps", "v1", "controllerrevisions")
+SERVICES = Resource("", "v1", "services")
+PODS = Resource("", "v1", "pods")
+EVENTS = Resource("", "v1", "events")
+HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers")
+HTTP_ROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes")
+
+
+def _client_from_configuration(configuration: Any, timeout: float) -> httpx.AsyncClient:
+    verify: ssl.SSLContext | bool = bool(configuration.verify_ssl)
+    if configuration.verify_ssl:
+        verify = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+    if configuration.cert_file:
+        if not isinstance(verify, ssl.SSLContext):
+            verify = ssl.create_default_context()
+            verify.check_hostname, verify.verify_mode = False, ssl.CERT_NONE
+        verify.load_cert_chain(configuration.cert_file, configuration.key_file)
+    headers = {}
+    token = configuration.api_key.get("authorization") or configuration.api_key.get("BearerToken")
+    if token:
+        prefix = configuration.api_key_prefix.get("authorization", "")
+        headers["Authorization"] = f"{prefix} {token}".strip() if not token.startswith("Bearer") else token
+    return httpx.AsyncClient(
+        base_url=configuration.host, verify=verify, headers=headers, timeout=httpx.Timeout(timeout)
+    )
+
+
+class KubeApi:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    @classmethod
+    def from_environment(cls, kubeconfig: str | None = None, timeout: float = 30.0) -> KubeApi:
+        """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+        configuration = k8s_client.Configuration()
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except k8s_config.ConfigException:
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, client_configuration=configuration
+            )
+        return cls(_client_from_configuration(configuration, timeout))
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Object | None:
+        response = await self.http.request(method, path, **kwargs)
+        if response.status_code == 404 and method == "GET":
+            return None
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("message", response.text)
+            except json.JSONDecodeError:
+                message = response.text
+            raise ApiError(response.status_code, message)
+        result: Object = response.json()
+        return result
+
+    async def get(self, resource: Resource, namespace: str | None, name: str) -> Object | None:
+        return await self._request("GET", resource.path(namespace, name))
+
+    async def list_all(self, resource: Resource, namespace: str | None, selector: str | None = None) -> list[Object]:
+        params = {"labelSelector": selector} if selector else {}
+        found = await self._request("GET", resource.path(namespace), params=params)
+        return list((found or {}).get("items", []))
+
+    async def apply(self, resource: Resource, body: Object) -> Object:
+        """Server-side apply of `body` (which carries apiVersion, kind and metadata)."""
+        metadata = body["metadata"]
+        path = resource.path(metadata.get("namespace"), metadata["name"])
+        result = await self._request(
+            "PATCH",
+            path,
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            content=json.dumps(body),
+            headers={"Content-Type": "application/apply-patch+yaml"},
+        )
+        assert result is not None
+        return result
+
+    async def json_patch(self, resource: Resource, namespace: str, name: str, operations: list[Object]) -> Object:
+        result = await self._request(
+            "PATCH",
+            resource.path(namespace, name),
+            content=json.dumps(operations),
+            headers={"Content-Type": "application/json-patch+json"},
+        )
+        assert result is not None
+        return result
+
+    async def patch_status(self, resource: Resource, namespace: str, name: str, status: Object, version: str) -> Object:
+        """Merge-patch status, only if the object is still at `version` (a lost update is a 409, not silent)."""
+        body = {"metadata": {"resourceVersion": version}, "status": status}
+        result = await self._request(
+            "PATCH",
+            resource.path(namespace, name, "status"),
+            content=json.dumps(body),
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert result is not None
+        return result
+
+    async def create(self, resource: Resource, namespace: str, body: Object) -> Object:
+        result = await self._request("POST", resource.path(namespace), json=body)
+        assert result is not None
+        return result
+
+    async def delete(self, resource: Resource, namespace: str, name: str) -> None:
+        try:
+            await self._request("DELETE", resource.path(namespace, name), json={"propagationPolicy": "Background"})
+        except ApiError as error:
+            if error.status != 404:
+                raise

@@ -1,0 +1,1 @@
+"""The operator's own metrics, Kubernetes Events and decision log lines."""

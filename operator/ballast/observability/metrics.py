@@ -1,0 +1,42 @@
+"""The operator's own Prometheus metrics."""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from ballast.api.status import Phase
+
+PHASES: tuple[Phase, ...] = ("Pending", "Progressing", "Paused", "Promoting", "Stable", "RolledBack", "Failed")
+
+phase = Gauge(
+    "ballast_modeldeployment_phase", "1 for the phase a ModelDeployment is in.", ["namespace", "name", "phase"]
+)
+weight = Gauge("ballast_modeldeployment_weight_percent", "Traffic share per backend.", ["namespace", "name", "backend"])
+decisions = Counter("ballast_decisions", "Automatic and manual decisions.", ["namespace", "name", "action"])
+reconcile_seconds = Histogram(
+    "ballast_reconcile_duration_seconds",
+    "Wall time of one reconcile (observe, decide, act).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+reconcile_errors = Counter(
+    "ballast_reconcile_errors", "Reconciles that failed and will be retried.", ["namespace", "name"]
+)
+
+
+def record_state(namespace: str, name: str, current: Phase, stable: int, canary: int, fallback: int) -> None:
+    for candidate in PHASES:
+        phase.labels(namespace, name, candidate).set(1 if candidate == current else 0)
+    for backend, value in (("stable", stable), ("canary", canary), ("fallback", fallback)):
+        weight.labels(namespace, name, backend).set(value)
+
+
+def forget(namespace: str, name: str) -> None:
+    """Drop the series of a deleted ModelDeployment."""
+    for candidate in PHASES:
+        with contextlib.suppress(KeyError):
+            phase.remove(namespace, name, candidate)
+    for backend in ("stable", "canary", "fallback"):
+        with contextlib.suppress(KeyError):
+            weight.remove(namespace, name, backend)

@@ -1,0 +1,1 @@
+"""The Router protocol and one file per router."""

@@ -1,0 +1,53 @@
+"""The Router protocol: one small interface, one file per implementation, picked by name.
+
+Every method has a one-line contract; the decision core never sees a router.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ballast.api.modeldeployment import ModelDeploymentSpec
+from ballast.api.status import Weights
+from ballast.kubeapi import KubeApi
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Backends:
+    """The Services traffic is split across (names), and the split."""
+
+    stable: str
+    canary: str | None
+    weights: Weights
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    weights: bool
+    header_match: bool
+    mirror: bool
+    fallback_service: bool
+
+
+class Router(Protocol):
+    capabilities: Capabilities
+
+    async def reconcile(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec, backends: Backends) -> None:
+        """Make the routing objects exist and carry `backends` (idempotent)."""
+
+    async def read_weights(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> dict[str, int] | None:
+        """The weights the routing objects carry now, by Service name; None when they are missing."""
+
+    async def finalize(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> None:
+        """Remove what this router created for the ModelDeployment (when the router changes)."""
+
+
+def router_for(name: str) -> Router:
+    from ballast.traffic.gateway_api import GatewayApiRouter
+    from ballast.traffic.service import ServiceRouter
+
+    routers: dict[str, Router] = {"gateway-api": GatewayApiRouter(), "service": ServiceRouter()}
+    return routers[name]

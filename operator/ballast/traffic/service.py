@@ -1,0 +1,49 @@
+"""Service router: one Service across every revision's pods; the split is the replica ratio.
+
+For clusters without a Gateway. It cannot mirror, match headers or reach a fallback Service (the
+CRD refuses such specs), and its weights are approximate: they follow replica counts, which the
+decision core sets from the weights.
+"""
+
+from __future__ import annotations
+
+from ballast.api.modeldeployment import ModelDeploymentSpec
+from ballast.kubeapi import DEPLOYMENTS, SERVICES, KubeApi
+from ballast.traffic.router import Backends, Capabilities, Manifest
+from ballast.workloads.render import DEPLOYMENT_LABEL, MANAGED_BY, owner_reference
+
+
+def build_service(md: Manifest, spec: ModelDeploymentSpec) -> Manifest:
+    name = md["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": md["metadata"]["namespace"],
+            "labels": {**MANAGED_BY, DEPLOYMENT_LABEL: name},
+            "ownerReferences": [owner_reference(md)],
+        },
+        "spec": {
+            "selector": {DEPLOYMENT_LABEL: name},
+            "ports": [{"name": "http", "port": spec.traffic.port, "targetPort": spec.traffic.port}],
+        },
+    }
+
+
+class ServiceRouter:
+    capabilities = Capabilities(weights=False, header_match=False, mirror=False, fallback_service=False)
+
+    async def reconcile(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec, backends: Backends) -> None:
+        await api.apply(SERVICES, build_service(md, spec))
+
+    async def read_weights(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> dict[str, int] | None:
+        """The share of ready replicas per revision workload, in percent."""
+        selector = f"{DEPLOYMENT_LABEL}={md['metadata']['name']}"
+        deployments = await api.list_all(DEPLOYMENTS, md["metadata"]["namespace"], selector)
+        ready = {d["metadata"]["name"]: int(d.get("status", {}).get("readyReplicas", 0)) for d in deployments}
+        total = sum(ready.values())
+        return {name: round(100 * n / total) for name, n in ready.items()} if total else None
+
+    async def finalize(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> None:
+        await api.delete(SERVICES, md["metadata"]["namespace"], md["metadata"]["name"])
