@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +15,7 @@ import pytest
 import yaml
 
 from ballast.devstack.binaries import BuildError, ensure_all
-from ballast.devstack.cluster import Cluster
+from ballast.devstack.cluster import Cluster, free_port, stop_process_groups, wait_until
 from ballast.devstack.dataplane import DataPlane
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,3 +76,57 @@ def data_plane(cluster: Cluster) -> DataPlane:
     plane = DataPlane(cluster)
     plane.start()
     return plane
+
+
+class Operator:
+    """`ballast run` as a separate process under the operator's own RBAC identity."""
+
+    def __init__(self, cluster: Cluster, kubeconfig: Path) -> None:
+        self.cluster = cluster
+        self.kubeconfig = kubeconfig
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = cluster.workdir / "logs" / "operator.log"
+
+    def start(self) -> None:
+        port = free_port()
+        environment = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "ballast", "run", "--liveness", f"http://127.0.0.1:{port}/healthz"],
+                env=environment,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_until(lambda: self._live(port), 30, "the operator's liveness endpoint")
+
+    def _live(self, port: int) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"the operator exited; see {self.log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, as a crashed or evicted operator."""
+        if self.process is not None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process_groups([self.process.pid])
+            self.process.wait()
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Cluster, data_plane: DataPlane, operator_kubeconfig: Path) -> Iterator[Operator]:
+    running = Operator(cluster, operator_kubeconfig)
+    running.start()
+    yield running
+    running.stop()

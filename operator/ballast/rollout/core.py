@@ -316,6 +316,9 @@ def _size_revisions(ctx: _Context) -> None:
             revision.replicas = 0
         elif split_by_ratio:
             share = weights.stable if revision.role == "stable" else weights.canary
+            if revision.role == "canary" and ctx.status.current_step is None:
+                # A canary must become Available before its first step: start it at that step's size.
+                share = ctx.spec.rollout.effective_steps()[0].weight
             revision.replicas = replicas_for_share(replicas, share)
         else:
             revision.replicas = replicas
