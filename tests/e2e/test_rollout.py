@@ -79,6 +79,20 @@ def route_weights(cluster: Cluster, namespace: str, route: str, rule: str = "spl
     return {ref["name"]: ref["weight"] for ref in found["backendRefs"]}
 
 
+def wait_exists(cluster: Cluster, kind: str, name: str, namespace: str) -> None:
+    """Status is written before the children are applied: wait for the object itself."""
+    wait_until(
+        lambda: cluster.kubectl("get", kind, name, "-n", namespace, check=False).returncode == 0,
+        30,
+        f"{kind} {namespace}/{name} to exist",
+    )
+
+
+def wait_available(cluster: Cluster, deployment: str, namespace: str) -> None:
+    wait_exists(cluster, "deployment", deployment, namespace)
+    cluster.kubectl("wait", f"deployment/{deployment}", "-n", namespace, "--for=condition=Available", "--timeout=60s")
+
+
 def send(data_plane: DataPlane, host: str, total: int = 200) -> LoadReport:
     return loadgen.run(
         f"{data_plane.gateway_url}/v1/chat/completions",
@@ -125,7 +139,7 @@ def test_first_deploy_serves_everything_from_its_revision(
     done = wait_status(cluster, namespace, "bot", "Stable", lambda s: s.get("phase") == "Stable")
     revision = done["stableRevision"]
     assert done["weights"] == {"stable": 100, "canary": 0, "fallback": 0}
-    cluster.kubectl("wait", f"deployment/bot-{revision}", "-n", namespace, "--for=condition=Available", "--timeout=60s")
+    wait_available(cluster, f"bot-{revision}", namespace)
     wait_serving(data_plane, f"bot.{namespace}.test", f"bot-{revision}")
     report = send(data_plane, f"bot.{namespace}.test", 200)
     assert served_only_by(report, f"bot-{revision}"), report.summary()
@@ -137,8 +151,9 @@ def test_a_template_change_walks_the_steps_and_the_split_follows(
 ) -> None:
     stable, canary = start_canary(cluster, data_plane, namespace, "walk")
     host = f"walk.{namespace}.test"
-    assert route_weights(cluster, namespace, "walk") == {f"walk-{stable}": 70, f"walk-{canary}": 30}
-    cluster.kubectl("wait", f"deployment/walk-{canary}", "-n", namespace, "--for=condition=Available", "--timeout=60s")
+    expected = {f"walk-{stable}": 70, f"walk-{canary}": 30}
+    wait_until(lambda: route_weights(cluster, namespace, "walk") == expected, 30, f"the route to carry {expected}")
+    wait_available(cluster, f"walk-{canary}", namespace)
     wait_until(lambda: send(data_plane, host, 40).share(f"walk-{canary}") > 0, 30, "the canary to receive requests")
     report = send(data_plane, host, 600)
     observed = sum(n for b, n in report.by_backend.items() if b.startswith(f"walk-{canary}-"))
@@ -176,7 +191,7 @@ def test_abort_returns_all_traffic_to_stable_within_one_reconcile(
     after = wait_status(cluster, namespace, "abort", "RolledBack", lambda s: s.get("phase") == "RolledBack", timeout=10)
     assert after["weights"]["stable"] == 100
     assert after["history"][-1]["reason"] == "Aborted"
-    assert route_weights(cluster, namespace, "abort") == {f"abort-{stable}": 100}
+    wait_until(lambda: route_weights(cluster, namespace, "abort") == {f"abort-{stable}": 100}, 10, "100% stable")
     wait_serving(data_plane, f"abort.{namespace}.test", f"abort-{stable}")
 
 
@@ -256,6 +271,7 @@ def test_the_service_router_splits_by_replicas(
         ),
     )  # fmt: skip
     stable = wait_status(cluster, namespace, "svc", "Stable", lambda s: s.get("phase") == "Stable")["stableRevision"]
+    wait_exists(cluster, "service", "svc", namespace)
     service = json.loads(cluster.kubectl("get", "service", "svc", "-n", namespace, "-o", "json").stdout)
     url = f"http://{service['spec']['clusterIP']}:8000/v1/completions"
 
@@ -263,7 +279,7 @@ def test_the_service_router_splits_by_replicas(
         # A new connection per request: the local kube-proxy balances connections.
         return loadgen.run(url, total=total, rate=200, concurrency=4, headers={"Connection": "close"}, max_seconds=30)
 
-    cluster.kubectl("wait", f"deployment/svc-{stable}", "-n", namespace, "--for=condition=Available", "--timeout=60s")
+    wait_available(cluster, f"svc-{stable}", namespace)
     wait_until(lambda: len(split(40).by_backend) == 4, 30, "four stable replicas behind the Service")
     change_template(cluster, namespace, "svc", "0.02")
     at_step = wait_status(
@@ -272,7 +288,7 @@ def test_the_service_router_splits_by_replicas(
     canary = at_step["canaryRevision"]
     replicas = {r["name"]: r["replicas"] for r in at_step["revisions"]}
     assert replicas == {stable: 3, canary: 1}
-    cluster.kubectl("wait", f"deployment/svc-{canary}", "-n", namespace, "--for=condition=Available", "--timeout=60s")
+    wait_available(cluster, f"svc-{canary}", namespace)
     wait_until(
         lambda: split(40).share(f"svc-{canary}") > 0 and cluster.kubectl(
             "get", "deployment", f"svc-{stable}", "-n", namespace, "-o", "jsonpath={.status.readyReplicas}"
