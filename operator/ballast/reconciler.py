@@ -240,6 +240,7 @@ class Reconciler:
             stable=render.workload_name(name, status.stable_revision),
             canary=render.workload_name(name, canary) if canary else None,
             weights=status.weights,
+            mirror=render.workload_name(name, status.mirror_revision) if status.mirror_revision else None,
         )
         router = router_for(spec.traffic.router)
         await router.reconcile(self.api, md, spec, backends)
@@ -254,6 +255,7 @@ class Reconciler:
         if status.message == f"invalid spec: {message}":
             return
         after = status.model_copy(deep=True)
+        after.phase = "Failed"  # traffic stays as it is; the next valid spec resumes from status
         after.message = f"invalid spec: {message}"
         ready = [c for c in after.conditions if c.type != "Ready"]
         after.conditions = [

@@ -360,3 +360,29 @@ def test_deleting_never_waits_for_the_operator(
             )
     finally:
         operator.start()
+
+
+def test_shadow_writes_a_request_mirror_to_the_canary_then_steps(
+    cluster: Cluster, data_plane: DataPlane, operator: Operator, namespace: str
+) -> None:
+    """Proven at the API level: the real Gateway API schema accepts the mirror (Traefik cannot mirror)."""
+    apply(cluster, model_deployment("shadow", namespace, rollout={"shadow": {"duration": "6s"}}))
+    stable = wait_status(cluster, namespace, "shadow", "Stable", lambda s: s.get("phase") == "Stable")["stableRevision"]
+    change_template(cluster, namespace, "shadow", "0.02")
+    mirrored = wait_status(cluster, namespace, "shadow", "shadow phase", lambda s: s.get("mirrorRevision"))
+    canary = mirrored["canaryRevision"]
+    assert mirrored["weights"]["canary"] == 0
+
+    def mirror_filter() -> list[dict[str, Any]]:
+        body = json.loads(cluster.kubectl("get", "httproute", "shadow", "-n", namespace, "-o", "json").stdout)
+        split = next(r for r in body["spec"]["rules"] if r["name"] == "split")
+        return list(split.get("filters", []))
+
+    expected = [{"type": "RequestMirror", "requestMirror": {"backendRef": {"group": "", "kind": "Service",
+                 "name": f"shadow-{canary}", "port": 8000}}}]  # fmt: skip
+    wait_until(lambda: mirror_filter() == expected, 30, "the RequestMirror filter on the split rule")
+    after = wait_status(cluster, namespace, "shadow", "first step", lambda s: s.get("currentStep") == 0, timeout=30)
+    assert after.get("mirrorRevision") is None
+    assert [h["action"] for h in after["history"]][-2:] == ["shadow", "step"]
+    wait_until(lambda: mirror_filter() == [], 30, "the mirror to be removed")
+    assert route_weights(cluster, namespace, "shadow") == {f"shadow-{stable}": 70, f"shadow-{canary}": 30}

@@ -296,3 +296,35 @@ def test_deciding_again_on_its_own_output_converges_without_repeating(events: li
         status = again.status
     else:
         raise AssertionError("no fixpoint after three passes at the same instant")
+
+
+def test_the_last_step_is_promoting() -> None:
+    run = Run(spec(steps=[{"weight": 50}, {"weight": 100}]))
+    run.step("aaa")
+    run.observed = {"aaa": READY, "bbb": READY}
+    run.step("bbb")
+    assert run.step("bbb", 1).status.phase == "Progressing"
+    assert run.step("bbb", 11).status.phase == "Promoting"
+    assert run.step("bbb", 11).status.phase == "Stable"
+
+
+def test_shadow_mirrors_to_the_canary_before_the_first_step() -> None:
+    run = Run(spec(shadow={"duration": "2m"}))
+    run.step("aaa")
+    run.observed = {"aaa": READY, "bbb": READY}
+    run.step("bbb")
+    shadow = run.step("bbb", 1).status
+    assert (shadow.mirror_revision, shadow.weights.canary, shadow.current_step) == ("bbb", 0, None)
+    assert shadow.next_check_at == "2026-11-24T12:02:01Z"
+    assert run.step("bbb", 60).status.mirror_revision == "bbb"
+    first = run.step("bbb", 61).status
+    assert (first.mirror_revision, first.weights.canary, first.current_step) == (None, 10, 0)
+    assert [h.action for h in first.history][-2:] == ["shadow", "step"]
+
+
+def test_a_failed_phase_from_an_invalid_spec_recovers_with_a_valid_one() -> None:
+    run = Run()
+    run.observed = {"aaa": READY}
+    run.step("aaa")
+    run.status.phase = "Failed"  # what the shell writes when the spec cannot be parsed
+    assert run.step("aaa", 1).status.phase == "Stable"

@@ -132,6 +132,9 @@ class ModelDeploymentStatus(StatusModel):
     revisions: list[RevisionStatus] = Field(default_factory=list, description="Every revision with a workload.")
     weights: Weights = Field(default_factory=Weights, description="The traffic split in force.")
     current_step: int | None = Field(default=None, description="Index of the canary step in force.")
+    mirror_revision: str | None = Field(
+        default=None, description="The revision receiving a mirror of every request (shadow phase), serving none."
+    )
     step_started_at: str | None = Field(default=None, description="When the current step started (RFC 3339).")
     next_check_at: str | None = Field(default=None, description="When the next check is due (RFC 3339).")
     failed_checks: int = Field(default=0, description="Failed checks at the current revision.")

@@ -95,6 +95,9 @@ def decide(
     """The next status of one ModelDeployment, and the Events and history entries that explain it."""
     ctx = _Context(spec, generation, now, status.model_copy(deep=True), observations)
     s = ctx.status
+    if s.phase == "Failed":
+        # Failed means the last spec could not be acted on; this one can: resume where status stands.
+        s.phase = "Progressing" if s.canary_revision else "Stable"
     if s.stable_revision is None:
         _first_deploy(ctx, desired_revision)
     elif desired_revision == s.stable_revision:
@@ -165,6 +168,7 @@ def _settle_on_stable(ctx: _Context) -> None:
     s.canary_revision = None
     s.current_step = None
     s.step_started_at = None
+    s.mirror_revision = None
     s.weights = Weights(stable=100, canary=0)
     _set_phase(ctx, "Stable", f"revision {s.stable_revision} serves 100%")
 
@@ -182,6 +186,7 @@ def _start_canary(ctx: _Context, revision: str) -> None:
     s.canary_revision = revision
     s.current_step = None
     s.step_started_at = ctx.now_text
+    s.mirror_revision = None
     s.failed_checks = 0
     s.weights = Weights(stable=100, canary=0)
     _set_phase(ctx, "Progressing", f"waiting for canary {revision} to become Available")
@@ -195,6 +200,7 @@ def _rollback(ctx: _Context, reason: str, message: str) -> None:
     _retire(ctx, canary)
     s.weights = Weights(stable=100, canary=0)
     s.current_step = None
+    s.mirror_revision = None
     _set_phase(ctx, "RolledBack", f"{message}; stable {s.stable_revision} serves 100%")
     ctx.record("rollback", reason, f"Rolled back canary {canary}: {message}", revision=canary, step=step, warning=True)
 
@@ -210,7 +216,7 @@ def _command(ctx: _Context, name: str, token: str | None) -> bool:
 def _progress_canary(ctx: _Context) -> None:
     s, spec, obs = ctx.status, ctx.spec, ctx.observations
     canary = s.canary_revision
-    if s.phase in ("RolledBack", "Failed"):
+    if s.phase == "RolledBack":
         return  # a rolled-back revision is not retried until the template changes
     if _command(ctx, "abort", obs.commands.abort):
         _rollback(ctx, "Aborted", "aborted by annotation")
@@ -227,6 +233,8 @@ def _progress_canary(ctx: _Context) -> None:
         return
     steps = spec.rollout.effective_steps()
     if s.current_step is None:
+        if _shadowing(ctx, since):
+            return
         _enter_step(ctx, 0)
         return
     if obs.commands.paused:
@@ -236,14 +244,16 @@ def _progress_canary(ctx: _Context) -> None:
         return
     if s.phase == "Paused":
         ctx.record("resume", "Resumed", "Rollout resumed", revision=canary, step=s.current_step)
-        s.phase = "Progressing"
+        s.phase = _step_phase(ctx, s.current_step)
     step = steps[s.current_step]
     promoted = _command(ctx, "promote", obs.commands.promote)
     hold = parse_duration(step.pause or spec.rollout.interval)
     if not promoted and (step.approval or ctx.now - since < hold):
         waiting = "a manual promote" if step.approval else f"{step.pause or spec.rollout.interval} to pass"
         _set_phase(
-            ctx, "Progressing", f"step {s.current_step + 1}/{len(steps)} at {step.weight}%: waiting for {waiting}"
+            ctx,
+            _step_phase(ctx, s.current_step),
+            f"step {s.current_step + 1}/{len(steps)} at {step.weight}%: waiting for {waiting}",
         )
         return
     if s.current_step + 1 < len(steps):
@@ -252,14 +262,42 @@ def _progress_canary(ctx: _Context) -> None:
         _promote(ctx)
 
 
+def _shadowing(ctx: _Context, since: datetime) -> bool:
+    """The optional shadow phase: the canary gets a mirror of every request and serves none.
+
+    Returns True while the shadow phase holds the rollout.
+    """
+    s, shadow = ctx.status, ctx.spec.rollout.shadow
+    if shadow is None:
+        return False
+    if s.mirror_revision is None:
+        s.mirror_revision = s.canary_revision
+        s.step_started_at = ctx.now_text
+        _set_phase(
+            ctx, "Progressing", f"shadow: canary {s.canary_revision} receives mirrored traffic for {shadow.duration}"
+        )
+        ctx.record(
+            "shadow", "ShadowStarted", f"Canary {s.canary_revision} receives a mirror of every request, serving none",
+            revision=s.canary_revision,
+        )  # fmt: skip
+        return True
+    return ctx.now - since < parse_duration(shadow.duration)
+
+
+def _step_phase(ctx: _Context, index: int) -> Phase:
+    """The last step hands the canary everything: the rollout is then promoting it."""
+    return "Promoting" if index == len(ctx.spec.rollout.effective_steps()) - 1 else "Progressing"
+
+
 def _enter_step(ctx: _Context, index: int) -> None:
     s = ctx.status
     steps = ctx.spec.rollout.effective_steps()
     weight = steps[index].weight
     s.current_step = index
     s.step_started_at = ctx.now_text
+    s.mirror_revision = None
     s.weights = Weights(stable=100 - weight, canary=weight)
-    _set_phase(ctx, "Progressing", f"step {index + 1}/{len(steps)}: canary {s.canary_revision} at {weight}%")
+    _set_phase(ctx, _step_phase(ctx, index), f"step {index + 1}/{len(steps)}: canary {s.canary_revision} at {weight}%")
     ctx.record(
         "step", "StepStarted", f"Step {index + 1}/{len(steps)}: canary {s.canary_revision} serves {weight}%",
         revision=s.canary_revision, step=index, values={"weight": float(weight)},
@@ -337,7 +375,9 @@ def _next_due(ctx: _Context) -> str | None:
     due: list[datetime] = []
     if s.canary_revision and s.phase in ("Progressing", "Promoting") and s.step_started_at:
         started = parse_time(s.step_started_at)
-        if s.current_step is None:
+        if s.current_step is None and s.mirror_revision is not None and spec.rollout.shadow is not None:
+            due.append(started + parse_duration(spec.rollout.shadow.duration))
+        elif s.current_step is None:
             due.append(started + parse_duration(spec.rollout.progress_deadline))
         else:
             step = spec.rollout.effective_steps()[s.current_step]

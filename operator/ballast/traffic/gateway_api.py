@@ -41,7 +41,12 @@ def build_http_route(md: Manifest, spec: ModelDeploymentSpec, backends: Backends
                 "timeouts": _timeouts(spec),
             }
         )
-    rules.append({"name": "split", "backendRefs": backend_refs(spec, backends), "timeouts": _timeouts(spec)})
+    split: Manifest = {"name": "split", "backendRefs": backend_refs(spec, backends), "timeouts": _timeouts(spec)}
+    if backends.mirror is not None:
+        split["filters"] = [
+            {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": backends.mirror, "port": traffic.port}}}
+        ]
+    rules.append(split)
     route: Manifest = {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",

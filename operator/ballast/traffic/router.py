@@ -22,6 +22,7 @@ class Backends:
     stable: str
     canary: str | None
     weights: Weights
+    mirror: str | None = None  # a Service that receives a copy of every request and answers nobody
 
 
 @dataclass(frozen=True)
