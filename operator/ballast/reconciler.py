@@ -15,10 +15,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ballast.analysis.check import run_check
+from ballast.analysis.judge import error_result
+from ballast.analysis.providers.base import MetricsProvider
 from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.revision import revision_hash, revision_inputs
-from ballast.api.status import ModelDeploymentStatus
-from ballast.api.types import Condition
+from ballast.api.status import Analysis, ModelDeploymentStatus
+from ballast.api.types import Condition, parse_duration
 from ballast.kubeapi import (
     CONTROLLER_REVISIONS,
     DEPLOYMENTS,
@@ -82,6 +85,17 @@ def observe_revisions(deployments: list[Manifest], pods: list[Manifest]) -> dict
     return found
 
 
+def _judged(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> bool:
+    """A canary is under contract checks from its shadow phase or first step until it leaves."""
+    active = status.current_step is not None or status.mirror_revision is not None
+    return (
+        bool(spec.contract.objectives)
+        and status.canary_revision is not None
+        and active
+        and status.phase in ("Progressing", "Promoting", "Paused")
+    )
+
+
 def status_patch(before: ModelDeploymentStatus, after: ModelDeploymentStatus) -> Manifest:
     """A merge patch from `before` to `after`: explicit nulls remove fields that became empty."""
     new = after.model_dump(by_alias=True, exclude_none=True, mode="json")
@@ -90,9 +104,17 @@ def status_patch(before: ModelDeploymentStatus, after: ModelDeploymentStatus) ->
 
 
 class Reconciler:
-    def __init__(self, api: KubeApi, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        api: KubeApi,
+        provider: MetricsProvider | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.api = api
+        self.provider = provider
         self.clock = clock
+        # When each canary was last checked: kept in memory, so checks never rewrite status by themselves.
+        self.last_check: dict[Key, datetime] = {}
         self.locks: dict[Key, asyncio.Lock] = {}
         self.pending: set[Key] = set()
         self.due: dict[Key, datetime] = {}
@@ -165,8 +187,9 @@ class Reconciler:
             self.api.list_all(CONTROLLER_REVISIONS, namespace, selector),
         )
         desired = revision_hash(md["spec"])
-        observations = Observations(observe_revisions(deployments, pods), commands_of(md))
         now = self.clock()
+        analysis = await self._check_if_due((namespace, name), spec, status, now)
+        observations = Observations(observe_revisions(deployments, pods), commands_of(md), analysis)
         decision = decide(spec, desired, md["metadata"].get("generation", 1), status, observations, now)
 
         if decision.status != status:
@@ -183,10 +206,34 @@ class Reconciler:
 
         templates = {r["metadata"]["labels"][render.REVISION_LABEL]: r["data"] for r in revisions}
         await self._act(md, spec, decision.status, desired, templates, deployments)
-        if decision.status.next_check_at:
-            self.due[(namespace, name)] = parse_time(decision.status.next_check_at)
+        due = [parse_time(decision.status.next_check_at)] if decision.status.next_check_at else []
+        if _judged(spec, decision.status):
+            last = self.last_check.get((namespace, name), now)
+            due.append(last + parse_duration(spec.rollout.interval))
+        if due:
+            self.due[(namespace, name)] = min(due)
         else:
             self.due.pop((namespace, name), None)
+
+    async def _check_if_due(
+        self, key: Key, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime
+    ) -> Analysis | None:
+        """A contract check of the canary, at most once per rollout.interval."""
+        if not _judged(spec, status):
+            self.last_check.pop(key, None)
+            return None
+        last = self.last_check.get(key)
+        if last is not None and now - last < parse_duration(spec.rollout.interval):
+            return None
+        self.last_check[key] = now
+        canary = status.canary_revision
+        assert canary is not None
+        if self.provider is None:
+            results = [error_result(o, "no metrics provider: run the operator with --prometheus-url") for o in
+                       spec.contract.objectives]  # fmt: skip
+            return Analysis(at=format_time(now), revision=canary, verdict="Error", objectives=results)
+        services = {r: render.workload_name(key[1], r) for r in (canary, status.stable_revision) if r}
+        return await run_check(self.provider, spec, key[0], key[1], canary, status.stable_revision, services, now)
 
     async def _act(
         self,

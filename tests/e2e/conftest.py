@@ -81,9 +81,10 @@ def data_plane(cluster: Cluster) -> DataPlane:
 class Operator:
     """`ballast run` as a separate process under the operator's own RBAC identity."""
 
-    def __init__(self, cluster: Cluster, kubeconfig: Path) -> None:
+    def __init__(self, cluster: Cluster, kubeconfig: Path, prometheus_url: str) -> None:
         self.cluster = cluster
         self.kubeconfig = kubeconfig
+        self.prometheus_url = prometheus_url
         self.process: subprocess.Popen[bytes] | None = None
         self.log = cluster.workdir / "logs" / "operator.log"
 
@@ -92,7 +93,16 @@ class Operator:
         environment = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "ballast", "run", "--liveness", f"http://127.0.0.1:{port}/healthz"],
+                [
+                    sys.executable,
+                    "-m",
+                    "ballast",
+                    "run",
+                    "--liveness",
+                    f"http://127.0.0.1:{port}/healthz",
+                    "--prometheus-url",
+                    self.prometheus_url,
+                ],
                 env=environment,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -126,7 +136,7 @@ class Operator:
 
 @pytest.fixture(scope="session")
 def operator(cluster: Cluster, data_plane: DataPlane, operator_kubeconfig: Path) -> Iterator[Operator]:
-    running = Operator(cluster, operator_kubeconfig)
+    running = Operator(cluster, operator_kubeconfig, data_plane.prometheus_url)
     running.start()
     yield running
     running.stop()

@@ -138,6 +138,9 @@ class ModelDeploymentStatus(StatusModel):
     step_started_at: str | None = Field(default=None, description="When the current step started (RFC 3339).")
     next_check_at: str | None = Field(default=None, description="When the next check is due (RFC 3339).")
     failed_checks: int = Field(default=0, description="Failed checks at the current revision.")
+    passed_step: int | None = Field(
+        default=None, description="The step (-1: shadow) that has had a passing check since it started."
+    )
     inconclusive_since: str | None = Field(
         default=None, description="Since when checks have been inconclusive (RFC 3339)."
     )

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def run(args: argparse.Namespace) -> int:
     import kopf
+
+    if args.prometheus_url:
+        os.environ["BALLAST_PROMETHEUS_URL"] = args.prometheus_url
 
     import ballast.handlers  # noqa: F401  (registers the handlers)
 
@@ -31,6 +35,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "-n", "--namespace", action="append", help="watch only this namespace (repeatable; default: all)"
     )
     parser.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument(
+        "--prometheus-url",
+        default=os.environ.get("BALLAST_PROMETHEUS_URL"),
+        help="Prometheus that contract checks query (default: $BALLAST_PROMETHEUS_URL)",
+    )
     parser.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port")
     parser.add_argument("--metrics-address", default="127.0.0.1", help="metrics bind address (default 127.0.0.1)")
     parser.add_argument("--log-json", action="store_true", help="structured JSON logs")

@@ -7,21 +7,25 @@ a ModelDeployment never waits for the operator: its children go with it through 
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import kopf
 
+from ballast.analysis.providers.prometheus import PrometheusProvider
 from ballast.kubeapi import KubeApi
 from ballast.reconciler import Reconciler
 from ballast.workloads.render import DEPLOYMENT_LABEL
 
 CHILD_LABELS = {DEPLOYMENT_LABEL: kopf.PRESENT}
+PROMETHEUS_URL_VARIABLE = "BALLAST_PROMETHEUS_URL"
 
 
 @kopf.on.startup()
 async def start_reconciler(memo: kopf.Memo, **_: Any) -> None:
     api = KubeApi.from_environment()
-    reconciler = Reconciler(api)
+    url = os.environ.get(PROMETHEUS_URL_VARIABLE)
+    reconciler = Reconciler(api, PrometheusProvider(url) if url else None)
     memo["api"] = api
     memo["reconciler"] = reconciler
     memo["ticker"] = asyncio.get_running_loop().create_task(reconciler.tick_forever())

@@ -13,6 +13,7 @@ from datetime import datetime
 from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.status import (
     HISTORY_LIMIT,
+    Analysis,
     HistoryEntry,
     ModelDeploymentStatus,
     Phase,
@@ -63,9 +64,12 @@ class _Context:
         step: int | None = None,
         warning: bool = False,
         values: dict[str, float] | None = None,
+        attempt: int | None = None,
     ) -> None:
         """An Event and a history entry; the deterministic id keeps a replayed decision from repeating."""
         decision_id = f"{self.generation}-{revision or 'none'}-{'x' if step is None else step}-{action}"
+        if attempt is not None:
+            decision_id += f"-{attempt}"
         if any(entry.id == decision_id for entry in self.status.history):
             return
         entry = HistoryEntry(
@@ -188,6 +192,8 @@ def _start_canary(ctx: _Context, revision: str) -> None:
     s.step_started_at = ctx.now_text
     s.mirror_revision = None
     s.failed_checks = 0
+    s.passed_step = None
+    s.inconclusive_since = None
     s.weights = Weights(stable=100, canary=0)
     _set_phase(ctx, "Progressing", f"waiting for canary {revision} to become Available")
     ctx.record("canary", "CanaryStarted", f"New revision {revision} starts as a canary", revision=revision)
@@ -232,6 +238,9 @@ def _progress_canary(ctx: _Context) -> None:
             _rollback(ctx, "ProgressDeadlineExceeded", f"canary not Available within {spec.rollout.progress_deadline}")
         return
     steps = spec.rollout.effective_steps()
+    judged = s.mirror_revision is not None or s.current_step is not None
+    if judged and _judge(ctx):
+        return  # rolled back on the contract
     if s.current_step is None:
         if _shadowing(ctx, since):
             return
@@ -248,8 +257,14 @@ def _progress_canary(ctx: _Context) -> None:
     step = steps[s.current_step]
     promoted = _command(ctx, "promote", obs.commands.promote)
     hold = parse_duration(step.pause or spec.rollout.interval)
-    if not promoted and (step.approval or ctx.now - since < hold):
-        waiting = "a manual promote" if step.approval else f"{step.pause or spec.rollout.interval} to pass"
+    checked = not (step.analysis and spec.contract.objectives) or s.passed_step == s.current_step
+    if not promoted and (step.approval or ctx.now - since < hold or not checked):
+        if step.approval:
+            waiting = "a manual promote"
+        elif ctx.now - since < hold:
+            waiting = f"{step.pause or spec.rollout.interval} to pass"
+        else:
+            waiting = "a passing contract check"
         _set_phase(
             ctx,
             _step_phase(ctx, s.current_step),
@@ -260,6 +275,70 @@ def _progress_canary(ctx: _Context) -> None:
         _enter_step(ctx, s.current_step + 1)
     else:
         _promote(ctx)
+
+
+SHADOW_STEP = -1
+_SIGNIFICANT = 2  # digits: noise below this does not rewrite status
+
+
+def _digest(analysis: Analysis | None) -> object:
+    """What a person reads of a check: verdicts and values to two significant digits."""
+    if analysis is None:
+        return None
+
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else float(f"{value:.{_SIGNIFICANT}g}")
+
+    return (
+        analysis.revision,
+        analysis.verdict,
+        tuple((o.name, o.verdict, rounded(o.value), rounded(o.stable_value), o.reason) for o in analysis.objectives),
+    )
+
+
+def _judge(ctx: _Context) -> bool:
+    """Apply a fresh contract check to the canary; True when it rolled the canary back."""
+    s, spec = ctx.status, ctx.spec
+    analysis = ctx.observations.analysis
+    if analysis is None or analysis.revision != s.canary_revision:
+        return False
+    if _digest(analysis) != _digest(s.last_analysis):
+        s.last_analysis = analysis
+    step = SHADOW_STEP if s.current_step is None else s.current_step
+    values = {o.name: o.value for o in analysis.objectives if o.value is not None}
+    if analysis.verdict == "Passed":
+        s.inconclusive_since = None
+        s.passed_step = step
+        return False
+    if analysis.verdict == "Failed":
+        s.inconclusive_since = None
+        s.failed_checks += 1
+        failed = "; ".join(f"{o.name} {o.reason}" for o in analysis.objectives if o.verdict == "Failed")
+        ctx.record(
+            "check-failed", "CheckFailed",
+            f"Check {s.failed_checks} of canary {s.canary_revision} failed: {failed}",
+            revision=s.canary_revision, step=step, warning=True, values=values, attempt=s.failed_checks,
+        )  # fmt: skip
+        if s.failed_checks > spec.rollout.failure_limit:
+            _rollback(ctx, "AnalysisFailed", f"{failed} (failed checks {s.failed_checks} > failureLimit "
+                      f"{spec.rollout.failure_limit})")  # fmt: skip
+            return True
+        return False
+    # Inconclusive or Error: hold the weights; roll back once it has lasted inconclusiveDeadline.
+    if s.inconclusive_since is None:
+        s.inconclusive_since = ctx.now_text
+        reasons = "; ".join(f"{o.name}: {o.reason}" for o in analysis.objectives if o.verdict != "Passed")
+        ctx.record(
+            "check-held", "CheckInconclusive" if analysis.verdict == "Inconclusive" else "MetricsUnavailable",
+            f"Canary {s.canary_revision} holds at its weight: {reasons}",
+            revision=s.canary_revision, step=step, warning=True, values=values,
+        )  # fmt: skip
+    held = ctx.now - parse_time(s.inconclusive_since)
+    if held >= parse_duration(spec.rollout.inconclusive_deadline):
+        reason = "AnalysisInconclusive" if analysis.verdict == "Inconclusive" else "MetricsUnavailable"
+        _rollback(ctx, reason, f"no conclusive check for {spec.rollout.inconclusive_deadline}")
+        return True
+    return False
 
 
 def _shadowing(ctx: _Context, since: datetime) -> bool:
@@ -281,7 +360,10 @@ def _shadowing(ctx: _Context, since: datetime) -> bool:
             revision=s.canary_revision,
         )  # fmt: skip
         return True
-    return ctx.now - since < parse_duration(shadow.duration)
+    if ctx.now - since < parse_duration(shadow.duration):
+        return True
+    # After its duration, the shadow phase still needs a passing check when it asks for one.
+    return bool(shadow.analysis and ctx.spec.contract.objectives) and s.passed_step != SHADOW_STEP
 
 
 def _step_phase(ctx: _Context, index: int) -> Phase:
@@ -383,5 +465,7 @@ def _next_due(ctx: _Context) -> str | None:
             step = spec.rollout.effective_steps()[s.current_step]
             if not step.approval:
                 due.append(started + parse_duration(step.pause or spec.rollout.interval))
+    if s.canary_revision and s.inconclusive_since and s.phase in ("Progressing", "Promoting", "Paused"):
+        due.append(parse_time(s.inconclusive_since) + parse_duration(spec.rollout.inconclusive_deadline))
     due.extend(parse_time(r.retire_at) for r in s.revisions if r.retire_at)
     return format_time(min(due)) if due else None

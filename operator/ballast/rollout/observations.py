@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ballast.api.status import Analysis
+
 # A revision whose pods restarted this often is crash-looping: hard evidence, roll back.
 CRASH_LOOP_RESTARTS = 3
 
@@ -39,6 +41,8 @@ class Commands:
 class Observations:
     revisions: Mapping[str, RevisionObservation] = field(default_factory=dict)
     commands: Commands = field(default_factory=Commands)
+    # A contract check run for this reconcile (the shell runs one per rollout.interval), or None.
+    analysis: Analysis | None = None
 
     def of(self, revision: str | None) -> RevisionObservation:
         return self.revisions.get(revision or "", RevisionObservation(exists=False))

@@ -1,0 +1,1 @@
+"""Objectives: presets, PromQL templating, judges; providers/ holds one file per metrics backend."""

@@ -1,0 +1,1 @@
+"""Metrics providers: one file per backend behind the MetricsProvider protocol."""

@@ -1,0 +1,24 @@
+"""The metrics-provider protocol: run a query, say whether the backend answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class ProviderError(RuntimeError):
+    """The backend could not answer (unreachable, timed out, refused the query)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    labels: dict[str, str]
+    value: float
+
+
+class MetricsProvider(Protocol):
+    async def query(self, promql: str) -> list[Sample]:
+        """An instant query; the result vector (a scalar comes back as one sample without labels)."""
+
+    async def online(self) -> bool:
+        """True when the backend answers a trivial query."""
