@@ -328,3 +328,95 @@ def test_a_failed_phase_from_an_invalid_spec_recovers_with_a_valid_one() -> None
     run.step("aaa")
     run.status.phase = "Failed"  # what the shell writes when the spec cannot be parsed
     assert run.step("aaa", 1).status.phase == "Stable"
+
+
+# ------------------------------------------------------------------------------------ analysis
+
+
+def analysed_spec(**rollout: Any) -> ModelDeploymentSpec:
+    raw = spec(**rollout).model_dump(by_alias=True, exclude_none=True)
+    raw["contract"] = {"objectives": [{"name": "p95", "preset": "e2e-latency-p95", "max": 1.0}]}
+    return ModelDeploymentSpec.model_validate(raw)
+
+
+def check(verdict: str, value: float | None = None, revision: str = "bbb", reason: str = "") -> Any:
+    from ballast.api.status import Analysis, ObjectiveResult
+
+    return Analysis(
+        at="2026-11-24T12:00:00Z", revision=revision, verdict=verdict,  # type: ignore[arg-type]
+        objectives=[ObjectiveResult(name="p95", verdict=verdict, value=value, bound="<= 1", reason=reason)],  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def judged(run: Run, revision: str, analysis: Any, seconds: float = 0) -> Decision:
+    run.now += timedelta(seconds=seconds)
+    observations = Observations(run.observed, run.commands, analysis)
+    decision = decide(run.spec, revision, run.generation, run.status, observations, run.now)
+    run.status = decision.status
+    return decision
+
+
+def canary_at_first_step(model_spec: ModelDeploymentSpec) -> Run:
+    run = Run(model_spec)
+    run.step("aaa")
+    run.observed = {"aaa": READY, "bbb": READY}
+    run.step("bbb")
+    run.step("bbb", 1)
+    assert run.status.current_step == 0
+    return run
+
+
+def test_a_step_waits_for_a_passing_check_as_well_as_its_pause() -> None:
+    run = canary_at_first_step(analysed_spec(steps=[{"weight": 10, "pause": "30s"}, {"weight": 100}]))
+    assert run.step("bbb", 60).status.current_step == 0  # pause over, but no check yet
+    assert "waiting for a passing contract check" in run.status.message
+    assert judged(run, "bbb", check("Passed", 0.4)).status.current_step == 1
+    assert run.status.last_analysis is not None
+    assert run.status.last_analysis.objectives[0].value == 0.4
+
+
+def test_failed_checks_beyond_the_limit_roll_back_and_name_the_objective() -> None:
+    run = canary_at_first_step(analysed_spec(failureLimit=1))
+    first = judged(run, "bbb", check("Failed", 1.8, reason="1.8 is above max 1"), 10)
+    assert first.status.phase == "Progressing"
+    assert first.events[-1].reason == "CheckFailed"
+    second = judged(run, "bbb", check("Failed", 1.9, reason="1.9 is above max 1"), 10)
+    assert second.status.phase == "RolledBack"
+    assert second.events[-1].reason == "AnalysisFailed"
+    assert "p95 1.9 is above max 1" in second.events[-1].message
+    assert second.status.history[-2].values == {"p95": 1.9}
+    assert (second.status.weights.stable, second.status.weights.canary) == (100, 0)
+
+
+def test_inconclusive_checks_hold_then_roll_back_at_the_deadline() -> None:
+    run = canary_at_first_step(analysed_spec(inconclusiveDeadline="2m"))
+    held = judged(run, "bbb", check("Inconclusive", reason="3 requests"), 10)
+    assert (held.status.phase, held.status.weights.canary) == ("Progressing", 10)
+    assert held.events[-1].reason == "CheckInconclusive"
+    assert judged(run, "bbb", check("Inconclusive"), 100).status.phase == "Progressing"
+    rolled = judged(run, "bbb", check("Error", reason="unreachable"), 20)
+    assert rolled.status.phase == "RolledBack"
+    assert rolled.events[-1].reason == "MetricsUnavailable"
+
+
+def test_a_conclusive_check_clears_the_inconclusive_clock() -> None:
+    run = canary_at_first_step(analysed_spec(inconclusiveDeadline="2m"))
+    judged(run, "bbb", check("Inconclusive"), 10)
+    judged(run, "bbb", check("Passed", 0.3), 100)
+    assert run.status.inconclusive_since is None
+    assert judged(run, "bbb", check("Inconclusive"), 100).status.phase == "Progressing"
+
+
+def test_a_breach_rolls_back_while_paused_too() -> None:
+    run = canary_at_first_step(analysed_spec(failureLimit=0))
+    run.commands = Commands(paused=True)
+    run.step("bbb", 1)
+    assert run.status.phase == "Paused"
+    assert judged(run, "bbb", check("Failed", 5.0, reason="5 is above max 1"), 10).status.phase == "RolledBack"
+
+
+def test_status_is_not_rewritten_for_noise_in_a_passing_check() -> None:
+    run = canary_at_first_step(analysed_spec(steps=[{"weight": 10, "approval": True}, {"weight": 100}]))
+    judged(run, "bbb", check("Passed", 0.401), 10)
+    before = run.status
+    assert judged(run, "bbb", check("Passed", 0.402), 10).status == before
