@@ -17,6 +17,7 @@ import yaml
 from ballast.devstack.binaries import BuildError, ensure_all
 from ballast.devstack.cluster import Cluster, free_port, stop_process_groups, wait_until
 from ballast.devstack.dataplane import DataPlane
+from tests.e2e.switch import Switch
 
 ROOT = Path(__file__).resolve().parents[2]
 RBAC = ROOT / "charts" / "ballast" / "files" / "rbac.yaml"
@@ -135,8 +136,18 @@ class Operator:
 
 
 @pytest.fixture(scope="session")
-def operator(cluster: Cluster, data_plane: DataPlane, operator_kubeconfig: Path) -> Iterator[Operator]:
-    running = Operator(cluster, operator_kubeconfig, data_plane.prometheus_url)
+def prometheus_switch(data_plane: DataPlane) -> Iterator[Switch]:
+    """The operator reaches Prometheus through this switch, so a test can cut it off."""
+    switch = Switch(("127.0.0.1", data_plane.prometheus_port))
+    yield switch
+    switch.close()
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: Cluster, data_plane: DataPlane, operator_kubeconfig: Path, prometheus_switch: Switch
+) -> Iterator[Operator]:
+    running = Operator(cluster, operator_kubeconfig, prometheus_switch.url)
     running.start()
     yield running
     running.stop()

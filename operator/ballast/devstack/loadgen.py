@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ async def generate(
     host: str | None = None,
     headers: dict[str, str] | None = None,
     body: dict[str, Any] | None = None,
+    stop: threading.Event | None = None,
 ) -> LoadReport:
     """Send up to `total` POSTs at `rate` per second, never more than `concurrency` at once or `max_seconds` long."""
     report = LoadReport()
@@ -87,7 +89,7 @@ async def generate(
         for index in range(total):
             due = started + index / rate
             now = time.monotonic()
-            if due >= deadline:
+            if due >= deadline or (stop is not None and stop.is_set()):
                 break
             if due > now:
                 await asyncio.sleep(due - now)
@@ -100,3 +102,23 @@ async def generate(
 def run(url: str, **options: Any) -> LoadReport:
     """Synchronous wrapper for tests and scripts."""
     return asyncio.run(generate(url, **options))
+
+
+class Background:
+    """Steady load in a thread until `stop()` (or its own bounds), for tests and demos."""
+
+    def __init__(self, url: str, *, rate: float, max_seconds: float = 300, **options: Any) -> None:
+        self.stop_event = threading.Event()
+        self.report: LoadReport | None = None
+        total = int(rate * max_seconds)
+
+        def work() -> None:
+            self.report = run(url, total=total, rate=rate, max_seconds=max_seconds, stop=self.stop_event, **options)
+
+        self.thread = threading.Thread(target=work, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> LoadReport:
+        self.stop_event.set()
+        self.thread.join(timeout=60)
+        return self.report or LoadReport()

@@ -1,0 +1,192 @@
+"""Contract checks on real traffic, judged by a real Prometheus: promotion, rollback, holds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ballast.devstack.cluster import Cluster
+from ballast.devstack.dataplane import DataPlane
+from ballast.devstack.loadgen import Background
+from tests.e2e.conftest import Operator
+from tests.e2e.switch import Switch
+from tests.e2e.test_rollout import GATEWAY_PARENT, apply, status, wait_status
+
+FAST_CONTRACT = {"minRequests": 20, "window": "15s"}
+
+
+def analysed(
+    name: str,
+    namespace: str,
+    objectives: list[dict[str, Any]],
+    env: dict[str, str],
+    *,
+    steps: list[dict[str, Any]] | None = None,
+    rollout: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "ballast.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "model": {
+                "name": "sim-model",
+                "image": "model-server:simulated",
+                "replicas": 2,
+                "env": [{"name": k, "value": v} for k, v in env.items()],
+            },
+            "traffic": {"parentRefs": GATEWAY_PARENT, "hostnames": [f"{name}.{namespace}.test"]},
+            "contract": {**FAST_CONTRACT, "objectives": objectives},
+            "rollout": {
+                "interval": "3s",
+                "failureLimit": 1,
+                "steps": steps or [{"weight": 30, "pause": "6s"}, {"weight": 60, "pause": "6s"}, {"weight": 100}],
+                **(rollout or {}),
+            },
+        },
+    }
+
+
+LATENCY = {"name": "p95-latency", "preset": "e2e-latency-p95", "max": 0.3}
+ERRORS = {"name": "error-rate", "preset": "error-rate", "max": 0.05}
+
+
+def deploy_then_change(
+    cluster: Cluster, data_plane: DataPlane, manifest: dict[str, Any], new_env: dict[str, str]
+) -> tuple[str, Background]:
+    """Deploy, start steady load through the Gateway, change the template; return the stable revision."""
+    name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+    apply(cluster, manifest)
+    stable = wait_status(cluster, namespace, name, "Stable", lambda s: s.get("phase") == "Stable")["stableRevision"]
+    load = Background(
+        f"{data_plane.gateway_url}/v1/chat/completions", rate=40, concurrency=32, host=f"{name}.{namespace}.test"
+    )
+    manifest["spec"]["model"]["env"] = [{"name": k, "value": v} for k, v in new_env.items()]
+    apply(cluster, manifest)
+    return stable, load
+
+
+def test_a_healthy_canary_is_promoted_through_every_step(
+    cluster: Cluster, data_plane: DataPlane, operator: Operator, namespace: str
+) -> None:
+    manifest = analysed("healthy", namespace, [LATENCY, ERRORS], {"SIM_LATENCY": "0.02"})
+    stable, load = deploy_then_change(cluster, data_plane, manifest, {"SIM_LATENCY": "0.03"})
+    try:
+        done = wait_status(
+            cluster, namespace, "healthy", "promoted",
+            lambda s: s.get("phase") == "Stable" and s.get("stableRevision") != stable, timeout=120,
+        )  # fmt: skip
+    finally:
+        load.stop()
+    # A first check may hold (the canary's window is still filling up); the walk itself is complete.
+    walk = [h["action"] for h in done["history"] if h["action"] != "check-held"]
+    assert walk == ["deploy", "canary", "step", "step", "step", "promote"]
+    checked = done["lastAnalysis"]
+    assert checked["verdict"] == "Passed"
+    assert {o["name"] for o in checked["objectives"]} == {"p95-latency", "error-rate"}
+    assert all(o["samples"] >= 20 for o in checked["objectives"])
+
+
+def test_a_latency_regression_is_rolled_back_and_the_event_names_p95(
+    cluster: Cluster, data_plane: DataPlane, operator: Operator, namespace: str
+) -> None:
+    manifest = analysed("slow", namespace, [LATENCY], {"SIM_LATENCY": "0.02"})
+    stable, load = deploy_then_change(cluster, data_plane, manifest, {"SIM_LATENCY": "0.8", "SIM_JITTER": "0.05"})
+    try:
+        rolled = wait_status(cluster, namespace, "slow", "RolledBack", lambda s: s.get("phase") == "RolledBack", 120)
+    finally:
+        load.stop()
+    assert rolled["stableRevision"] == stable
+    assert rolled["weights"]["stable"] == 100
+    last = rolled["history"][-1]
+    assert last["reason"] == "AnalysisFailed"
+    assert "p95-latency" in last["message"]
+    value = next(o for o in rolled["lastAnalysis"]["objectives"] if o["name"] == "p95-latency")["value"]
+    assert value > 0.3
+    events = cluster.kubectl("get", "events", "-n", namespace, "--field-selector", "reason=AnalysisFailed", "-o",
+                             "jsonpath={.items[*].message}").stdout  # fmt: skip
+    assert "p95-latency" in events
+    assert "above max 0.3" in events
+
+
+def test_an_error_spike_is_rolled_back(
+    cluster: Cluster, data_plane: DataPlane, operator: Operator, namespace: str
+) -> None:
+    manifest = analysed("errors", namespace, [ERRORS], {"SIM_LATENCY": "0.02"})
+    _, load = deploy_then_change(cluster, data_plane, manifest, {"SIM_LATENCY": "0.02", "SIM_ERROR_RATE": "0.5"})
+    try:
+        rolled = wait_status(cluster, namespace, "errors", "RolledBack", lambda s: s.get("phase") == "RolledBack", 120)
+    finally:
+        load.stop()
+    assert "error-rate" in rolled["history"][-1]["message"]
+
+
+def test_a_canary_without_traffic_stays_inconclusive_and_holds(
+    cluster: Cluster, data_plane: DataPlane, operator: Operator, namespace: str
+) -> None:
+    manifest = analysed("quiet", namespace, [ERRORS], {"SIM_LATENCY": "0.02"})
+    apply(cluster, manifest)
+    wait_status(cluster, namespace, "quiet", "Stable", lambda s: s.get("phase") == "Stable")
+    manifest["spec"]["model"]["env"] = [{"name": "SIM_LATENCY", "value": "0.03"}]
+    apply(cluster, manifest)
+    held = wait_status(
+        cluster, namespace, "quiet", "an inconclusive check",
+        lambda s: (s.get("lastAnalysis") or {}).get("verdict") == "Inconclusive", timeout=60,
+    )  # fmt: skip
+    assert "fewer than minRequests 20" in held["lastAnalysis"]["objectives"][0]["reason"]
+    pause_over = wait_status(
+        cluster, namespace, "quiet", "the step's pause to pass while held",
+        lambda s: "waiting for a passing contract check" in s.get("message", ""), timeout=30,
+    )  # fmt: skip
+    assert pause_over["currentStep"] == 0
+    assert pause_over["weights"]["canary"] == 30
+    assert pause_over["phase"] == "Progressing"
+
+
+def test_prometheus_unreachable_holds_then_rolls_back_at_the_deadline(
+    cluster: Cluster, data_plane: DataPlane, operator: Operator, prometheus_switch: Switch, namespace: str
+) -> None:
+    manifest = analysed(
+        "blind", namespace, [ERRORS], {"SIM_LATENCY": "0.02"},
+        steps=[{"weight": 30, "approval": True}, {"weight": 100}], rollout={"inconclusiveDeadline": "10s"},
+    )  # fmt: skip
+    _, load = deploy_then_change(cluster, data_plane, manifest, {"SIM_LATENCY": "0.03"})
+    try:
+        wait_status(
+            cluster, namespace, "blind", "a passing check",
+            lambda s: (s.get("lastAnalysis") or {}).get("verdict") == "Passed", timeout=60,
+        )  # fmt: skip
+        prometheus_switch.off()
+        held = wait_status(
+            cluster, namespace, "blind", "held on metrics errors",
+            lambda s: (s.get("lastAnalysis") or {}).get("verdict") == "Error", timeout=30,
+        )  # fmt: skip
+        assert held["weights"]["canary"] == 30
+        assert held["phase"] == "Progressing"
+        rolled = wait_status(cluster, namespace, "blind", "RolledBack", lambda s: s.get("phase") == "RolledBack", 30)
+    finally:
+        prometheus_switch.on()
+        load.stop()
+    assert rolled["history"][-1]["reason"] == "MetricsUnavailable"
+    assert any(h["reason"] == "MetricsUnavailable" and h["action"] == "check-held" for h in rolled["history"])
+
+
+def test_under_a_relative_bound_stable_and_canary_degrading_together_do_not_roll_back(
+    cluster: Cluster, data_plane: DataPlane, operator: Operator, namespace: str
+) -> None:
+    relative = {"name": "error-rate", "preset": "error-rate", "relativeToStable": 1.5}
+    upstream_outage = {"SIM_LATENCY": "0.02", "SIM_ERROR_RATE": "0.2"}
+    manifest = analysed("shared", namespace, [relative], upstream_outage)
+    stable, load = deploy_then_change(cluster, data_plane, manifest, {**upstream_outage, "SIM_LATENCY": "0.03"})
+    try:
+        done = wait_status(
+            cluster, namespace, "shared", "promoted",
+            lambda s: s.get("phase") in ("Stable", "RolledBack") and s.get("stableRevision") != stable, timeout=120,
+        )  # fmt: skip
+    finally:
+        load.stop()
+    assert done["phase"] == "Stable"
+    assert all(h["action"] != "rollback" for h in done["history"])
+    errors = done["lastAnalysis"]["objectives"][0]
+    assert errors["verdict"] == "Passed"
+    assert errors["stableValue"] is None or errors["stableValue"] > 0.1
+    assert status(cluster, namespace, "shared")["weights"]["stable"] == 100
