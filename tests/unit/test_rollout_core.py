@@ -420,3 +420,15 @@ def test_status_is_not_rewritten_for_noise_in_a_passing_check() -> None:
     judged(run, "bbb", check("Passed", 0.401), 10)
     before = run.status
     assert judged(run, "bbb", check("Passed", 0.402), 10).status == before
+
+
+def test_consecutive_inconclusive_checks_beyond_the_limit_roll_back() -> None:
+    run = canary_at_first_step(analysed_spec(inconclusiveLimit=2, inconclusiveDeadline="1h"))
+    judged(run, "bbb", check("Inconclusive"), 5)
+    judged(run, "bbb", check("Error", reason="unreachable"), 5)
+    conditions = {c.type: c for c in run.status.conditions}
+    assert conditions["MetricsAvailable"].status == "False"
+    assert conditions["MetricsAvailable"].message == "unreachable"
+    rolled = judged(run, "bbb", check("Inconclusive"), 5)
+    assert rolled.status.phase == "RolledBack"
+    assert "inconclusiveLimit 2" in rolled.events[-1].message

@@ -392,6 +392,12 @@ class RolloutSpec(SpecModel):
         default="10m",
         description="How long no data, too few samples or an unreachable Prometheus may hold a step before rollback.",
     )
+    inconclusive_limit: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Consecutive inconclusive or error checks tolerated before rollback (besides the deadline).",
+    )
     scale_down_delay: Duration = Field(
         default="10m", description="How long the previous stable revision stays warm after promotion."
     )

@@ -141,6 +141,7 @@ class ModelDeploymentStatus(StatusModel):
     passed_step: int | None = Field(
         default=None, description="The step (-1: shadow) that has had a passing check since it started."
     )
+    inconclusive_checks: int = Field(default=0, description="Consecutive inconclusive or error checks.")
     inconclusive_since: str | None = Field(
         default=None, description="Since when checks have been inconclusive (RFC 3339)."
     )

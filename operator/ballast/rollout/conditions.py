@@ -33,6 +33,18 @@ def set_conditions(status: ModelDeploymentStatus, observations: Observations, no
             status.message if status.phase in ("RolledBack", "Failed") else "",
         ),
     ]
+    checked = status.last_analysis
+    if checked is not None:
+        unreachable = checked.verdict == "Error"
+        reason = "; ".join(o.reason for o in checked.objectives if o.verdict == "Error")[:1000]
+        desired.append(
+            _condition(
+                "MetricsAvailable",
+                not unreachable,
+                "QueryFailed" if unreachable else "Answering",
+                reason if unreachable else "the metrics provider answers contract checks",
+            )
+        )
     previous = {c.type: c for c in status.conditions}
     merged = []
     for condition in desired:

@@ -194,6 +194,7 @@ def _start_canary(ctx: _Context, revision: str) -> None:
     s.failed_checks = 0
     s.passed_step = None
     s.inconclusive_since = None
+    s.inconclusive_checks = 0
     s.weights = Weights(stable=100, canary=0)
     _set_phase(ctx, "Progressing", f"waiting for canary {revision} to become Available")
     ctx.record("canary", "CanaryStarted", f"New revision {revision} starts as a canary", revision=revision)
@@ -308,10 +309,12 @@ def _judge(ctx: _Context) -> bool:
     values = {o.name: o.value for o in analysis.objectives if o.value is not None}
     if analysis.verdict == "Passed":
         s.inconclusive_since = None
+        s.inconclusive_checks = 0
         s.passed_step = step
         return False
     if analysis.verdict == "Failed":
         s.inconclusive_since = None
+        s.inconclusive_checks = 0
         s.failed_checks += 1
         failed = "; ".join(f"{o.name} {o.reason}" for o in analysis.objectives if o.verdict == "Failed")
         ctx.record(
@@ -337,9 +340,14 @@ def _judge(ctx: _Context) -> bool:
             f"Canary {s.canary_revision} holds at its weight: {reasons}",
             revision=s.canary_revision, step=step, warning=True, values=values, attempt=episode,
         )  # fmt: skip
+    s.inconclusive_checks += 1
+    reason = "AnalysisInconclusive" if analysis.verdict == "Inconclusive" else "MetricsUnavailable"
+    limit = spec.rollout.inconclusive_limit
+    if limit is not None and s.inconclusive_checks > limit:
+        _rollback(ctx, reason, f"{s.inconclusive_checks} inconclusive checks in a row > inconclusiveLimit {limit}")
+        return True
     held = ctx.now - parse_time(s.inconclusive_since)
     if held >= parse_duration(spec.rollout.inconclusive_deadline):
-        reason = "AnalysisInconclusive" if analysis.verdict == "Inconclusive" else "MetricsUnavailable"
         _rollback(ctx, reason, f"no conclusive check for {spec.rollout.inconclusive_deadline}")
         return True
     return False
