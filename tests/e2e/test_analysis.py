@@ -7,7 +7,7 @@ from typing import Any
 from ballast.devstack.cluster import Cluster
 from ballast.devstack.dataplane import DataPlane
 from ballast.devstack.loadgen import Background
-from tests.e2e.conftest import Operator
+from ballast.devstack.operator_process import Operator
 from tests.e2e.switch import Switch
 from tests.e2e.test_rollout import GATEWAY_PARENT, apply, status, wait_status
 

@@ -12,7 +12,7 @@ from ballast.devstack import loadgen
 from ballast.devstack.cluster import Cluster, wait_until
 from ballast.devstack.dataplane import DataPlane
 from ballast.devstack.loadgen import LoadReport
-from tests.e2e.conftest import Operator
+from ballast.devstack.operator_process import Operator
 from tests.e2e.manifests import RESTRICTED
 
 GATEWAY_PARENT = [{"name": "ai-gateway", "namespace": "gateway-system"}]

@@ -26,6 +26,7 @@ class LoadReport:
     transport_errors: int = 0
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    first_error_at: float | None = None  # time.monotonic() of the first 5xx answer
 
     def share(self, backend_prefix: str) -> float:
         """Fraction of answered requests served by backends whose name starts with `backend_prefix`."""
@@ -59,9 +60,10 @@ async def generate(
     headers: dict[str, str] | None = None,
     body: dict[str, Any] | None = None,
     stop: threading.Event | None = None,
+    report: LoadReport | None = None,
 ) -> LoadReport:
     """Send up to `total` POSTs at `rate` per second, never more than `concurrency` at once or `max_seconds` long."""
-    report = LoadReport()
+    report = report if report is not None else LoadReport()
     payload = body or {"model": "model", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
     request_headers = {**(headers or {}), **({"Host": host} if host else {})}
     gate = asyncio.Semaphore(concurrency)
@@ -81,6 +83,8 @@ async def generate(
                 return
             report.latencies.append(time.monotonic() - sent_at)
             report.by_status[response.status_code] += 1
+            if response.status_code >= 500 and report.first_error_at is None:
+                report.first_error_at = time.monotonic()
             report.by_backend[response.headers.get(SERVED_BY_HEADER, "-")] += 1
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -109,11 +113,19 @@ class Background:
 
     def __init__(self, url: str, *, rate: float, max_seconds: float = 300, **options: Any) -> None:
         self.stop_event = threading.Event()
-        self.report: LoadReport | None = None
+        self.report = LoadReport()  # filled while the load runs
         total = int(rate * max_seconds)
 
         def work() -> None:
-            self.report = run(url, total=total, rate=rate, max_seconds=max_seconds, stop=self.stop_event, **options)
+            run(
+                url,
+                total=total,
+                rate=rate,
+                max_seconds=max_seconds,
+                stop=self.stop_event,
+                report=self.report,
+                **options,
+            )
 
         self.thread = threading.Thread(target=work, daemon=True)
         self.thread.start()
@@ -121,4 +133,4 @@ class Background:
     def stop(self) -> LoadReport:
         self.stop_event.set()
         self.thread.join(timeout=60)
-        return self.report or LoadReport()
+        return self.report
