@@ -129,3 +129,34 @@ def test_a_pod_change_is_a_behaviour_change_and_deleting_the_pod_stops_its_simul
     assert failing.by_status == {500: 5}
     cluster.kubectl("scale", "deployment/server", "-n", namespace, "--replicas=0")
     wait_until(lambda: not _health(address), 30, f"the simulator on {address}:8000 to stop")
+
+
+def test_every_preset_query_is_valid_promql_and_answers_per_revision(
+    cluster: Cluster, data_plane: DataPlane, namespace: str
+) -> None:
+    """Each runtime's simulator flavour, real traffic, real Prometheus: every preset parses and answers."""
+    from ballast.analysis.queries import Scope, preset_query, requests_query
+    from ballast.api.presets import PRESETS_BY_RUNTIME
+
+    flavours = {"vllm": "vllm", "tgi": "tgi", "triton": "triton", "openai-compatible": "openai"}
+    for flavour in flavours.values():
+        cluster.apply(revision(f"r-{flavour}", namespace, model="sim-model", replicas=1, env={"SIM_RUNTIME": flavour}))
+    for flavour in flavours.values():
+        cluster.kubectl(
+            "wait", f"deployment/r-{flavour}", "-n", namespace, "--for=condition=Available", "--timeout=60s"
+        )
+        address = _pod(cluster, namespace, f"r-{flavour}")["status"]["podIP"]
+        wait_until(lambda address=address: _health(address), 30, f"the {flavour} simulator")
+        loadgen.run(f"http://{address}:8000/v1/completions", total=30, rate=100, max_seconds=10)
+    for runtime, flavour in flavours.items():
+        scope = Scope(namespace, "any", (f"r-{flavour}",), "1m")
+
+        def answers(promql: str, flavour: str = flavour) -> bool:
+            return [s["metric"].get("revision") for s in data_plane.query(promql)] == [f"r-{flavour}"]
+
+        wait_until(
+            lambda scope=scope, runtime=runtime: answers(requests_query(runtime, scope)), 30, f"{runtime} scraped"
+        )
+        for preset in PRESETS_BY_RUNTIME[runtime]:  # type: ignore[index]
+            query = preset_query(runtime, preset, scope)  # type: ignore[arg-type]
+            wait_until(lambda query=query: answers(query), 15, f"{runtime} {preset}: {query}")
