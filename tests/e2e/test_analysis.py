@@ -9,7 +9,7 @@ from ballast.devstack.dataplane import DataPlane
 from ballast.devstack.loadgen import Background
 from ballast.devstack.operator_process import Operator
 from tests.e2e.switch import Switch
-from tests.e2e.test_rollout import GATEWAY_PARENT, apply, status, wait_status
+from tests.e2e.test_rollout import apply, model_deployment, status, wait_status
 
 FAST_CONTRACT = {"minRequests": 20, "window": "15s"}
 
@@ -23,27 +23,14 @@ def analysed(
     steps: list[dict[str, Any]] | None = None,
     rollout: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": "ballast.dev/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "model": {
-                "name": "sim-model",
-                "image": "model-server:simulated",
-                "replicas": 2,
-                "env": [{"name": k, "value": v} for k, v in env.items()],
-            },
-            "traffic": {"parentRefs": GATEWAY_PARENT, "hostnames": [f"{name}.{namespace}.test"]},
-            "contract": {**FAST_CONTRACT, "objectives": objectives},
-            "rollout": {
-                "interval": "3s",
-                "failureLimit": 1,
-                "steps": steps or [{"weight": 30, "pause": "6s"}, {"weight": 60, "pause": "6s"}, {"weight": 100}],
-                **(rollout or {}),
-            },
-        },
-    }
+    """A ModelDeployment under a fast contract: 3s checks, a 15s window, one failed check tolerated."""
+    manifest = model_deployment(
+        name, namespace, steps=steps or [{"weight": 30, "pause": "6s"}, {"weight": 60, "pause": "6s"}, {"weight": 100}],
+        rollout={"interval": "3s", "failureLimit": 1, **(rollout or {})},
+    )  # fmt: skip
+    manifest["spec"]["model"]["env"] = [{"name": k, "value": v} for k, v in env.items()]
+    manifest["spec"]["contract"] = {**FAST_CONTRACT, "objectives": objectives}
+    return manifest
 
 
 LATENCY = {"name": "p95-latency", "preset": "e2e-latency-p95", "max": 0.3}
@@ -65,18 +52,33 @@ def deploy_then_change(
     return stable, load
 
 
+def outcome_under_load(
+    cluster: Cluster, data_plane: DataPlane, manifest: dict[str, Any], new_env: dict[str, str], settled: Any
+) -> tuple[str, dict[str, Any]]:
+    """Change the template under steady load; wait until `settled(status, stable)`; (stable, final status)."""
+    name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+    stable, load = deploy_then_change(cluster, data_plane, manifest, new_env)
+    try:
+        final = wait_status(cluster, namespace, name, "the rollout to settle", lambda s: settled(s, stable), 120)
+    finally:
+        load.stop()
+    return stable, final
+
+
+def rolled_back(status: dict[str, Any], _: str) -> bool:
+    return status.get("phase") == "RolledBack"
+
+
+def promoted(status: dict[str, Any], stable: str) -> bool:
+    return status.get("phase") in ("Stable", "RolledBack") and status.get("stableRevision") != stable
+
+
 def test_a_healthy_canary_is_promoted_through_every_step(
     cluster: Cluster, data_plane: DataPlane, operator: Operator, namespace: str
 ) -> None:
     manifest = analysed("healthy", namespace, [LATENCY, ERRORS], {"SIM_LATENCY": "0.02"})
-    stable, load = deploy_then_change(cluster, data_plane, manifest, {"SIM_LATENCY": "0.03"})
-    try:
-        done = wait_status(
-            cluster, namespace, "healthy", "promoted",
-            lambda s: s.get("phase") == "Stable" and s.get("stableRevision") != stable, timeout=120,
-        )  # fmt: skip
-    finally:
-        load.stop()
+    _, done = outcome_under_load(cluster, data_plane, manifest, {"SIM_LATENCY": "0.03"}, promoted)
+    assert done["phase"] == "Stable"
     # A first check may hold (the canary's window is still filling up); the walk itself is complete.
     walk = [h["action"] for h in done["history"] if h["action"] != "check-held"]
     assert walk == ["deploy", "canary", "step", "step", "step", "promote"]
@@ -90,11 +92,8 @@ def test_a_latency_regression_is_rolled_back_and_the_event_names_p95(
     cluster: Cluster, data_plane: DataPlane, operator: Operator, namespace: str
 ) -> None:
     manifest = analysed("slow", namespace, [LATENCY], {"SIM_LATENCY": "0.02"})
-    stable, load = deploy_then_change(cluster, data_plane, manifest, {"SIM_LATENCY": "0.8", "SIM_JITTER": "0.05"})
-    try:
-        rolled = wait_status(cluster, namespace, "slow", "RolledBack", lambda s: s.get("phase") == "RolledBack", 120)
-    finally:
-        load.stop()
+    regression = {"SIM_LATENCY": "0.8", "SIM_JITTER": "0.05"}
+    stable, rolled = outcome_under_load(cluster, data_plane, manifest, regression, rolled_back)
     assert rolled["stableRevision"] == stable
     assert rolled["weights"]["stable"] == 100
     last = rolled["history"][-1]
@@ -112,11 +111,8 @@ def test_an_error_spike_is_rolled_back(
     cluster: Cluster, data_plane: DataPlane, operator: Operator, namespace: str
 ) -> None:
     manifest = analysed("errors", namespace, [ERRORS], {"SIM_LATENCY": "0.02"})
-    _, load = deploy_then_change(cluster, data_plane, manifest, {"SIM_LATENCY": "0.02", "SIM_ERROR_RATE": "0.5"})
-    try:
-        rolled = wait_status(cluster, namespace, "errors", "RolledBack", lambda s: s.get("phase") == "RolledBack", 120)
-    finally:
-        load.stop()
+    spike = {"SIM_LATENCY": "0.02", "SIM_ERROR_RATE": "0.5"}
+    _, rolled = outcome_under_load(cluster, data_plane, manifest, spike, rolled_back)
     assert "error-rate" in rolled["history"][-1]["message"]
 
 
@@ -176,14 +172,7 @@ def test_under_a_relative_bound_stable_and_canary_degrading_together_do_not_roll
     relative = {"name": "error-rate", "preset": "error-rate", "relativeToStable": 1.5}
     upstream_outage = {"SIM_LATENCY": "0.02", "SIM_ERROR_RATE": "0.2"}
     manifest = analysed("shared", namespace, [relative], upstream_outage)
-    stable, load = deploy_then_change(cluster, data_plane, manifest, {**upstream_outage, "SIM_LATENCY": "0.03"})
-    try:
-        done = wait_status(
-            cluster, namespace, "shared", "promoted",
-            lambda s: s.get("phase") in ("Stable", "RolledBack") and s.get("stableRevision") != stable, timeout=120,
-        )  # fmt: skip
-    finally:
-        load.stop()
+    _, done = outcome_under_load(cluster, data_plane, manifest, {**upstream_outage, "SIM_LATENCY": "0.03"}, promoted)
     assert done["phase"] == "Stable"
     assert all(h["action"] != "rollback" for h in done["history"])
     errors = done["lastAnalysis"]["objectives"][0]

@@ -85,13 +85,17 @@ class ServiceProxy:
         if not endpoints:
             writer.close()  # no ready pod: refuse, as kube-proxy rejects
             return
-        endpoint = endpoints[next(self.turns) % len(endpoints)]
-        try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(endpoint.address, endpoint.port)
-        except OSError:
-            writer.close()
+        first = next(self.turns)
+        # Round robin; an endpoint that refuses is skipped for the next one, as a load balancer would.
+        for offset in range(len(endpoints)):
+            endpoint = endpoints[(first + offset) % len(endpoints)]
+            try:
+                upstream_reader, upstream_writer = await asyncio.open_connection(endpoint.address, endpoint.port)
+            except OSError:
+                continue
+            await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
             return
-        await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+        writer.close()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +43,7 @@ class Workload:
     next_start: float = 0.0
     ready: bool | None = None
     log_path: str = ""
+    listening: bool = False  # the simulator accepts connections: only then is it an endpoint
     labels: dict[str, str] = field(default_factory=dict)
     named_ports: dict[str, int] = field(default_factory=dict)
 
@@ -67,6 +69,15 @@ def workload_of(pod: Any) -> Workload | None:
         labels=dict(pod.metadata.labels or {}),
         named_ports={p.name: p.container_port for p in container.ports if p.name},
     )
+
+
+def _accepts(address: str, port: int) -> bool:
+    """Whether something listens on address:port (the supervisor's readiness probe)."""
+    try:
+        with socket.create_connection((address, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
 def service_ports(service: Any) -> set[ServicePort]:
@@ -186,7 +197,7 @@ class Supervisor:
         for workload in candidates:
             if workload.namespace != namespace or workload.ready is False:
                 continue
-            if workload.process is None or workload.process.poll() is not None:
+            if workload.process is None or workload.process.poll() is not None or not workload.listening:
                 continue
             if any(workload.labels.get(k) != v for k, v in selector.items()):
                 continue
@@ -216,6 +227,7 @@ class Supervisor:
                 backoff = min(BACKOFF_START * 2 ** (workload.restarts - 1), BACKOFF_CAP)
                 workload.next_start = time.monotonic() + backoff
                 workload.process = None
+                workload.listening = False
                 log.info("simulator for %s/%s exited (%s); restart %d in %.0fs",
                          workload.namespace, workload.name, process.returncode, workload.restarts, backoff)  # fmt: skip
                 self._set_ready(workload, False, exit_code=process.returncode)
@@ -223,6 +235,8 @@ class Supervisor:
                 with self.lock:
                     if uid in self.workloads:
                         self._start(uid, workload)
+            elif process is not None and not workload.listening:
+                workload.listening = _accepts(workload.address, workload.port)
             elif process is not None and workload.restarts and workload.ready is False:
                 self._set_ready(workload, True)
 
