@@ -89,8 +89,16 @@ def wait_exists(cluster: Cluster, kind: str, name: str, namespace: str) -> None:
 
 
 def wait_available(cluster: Cluster, deployment: str, namespace: str) -> None:
-    wait_exists(cluster, "deployment", deployment, namespace)
-    cluster.kubectl("wait", f"deployment/{deployment}", "-n", namespace, "--for=condition=Available", "--timeout=60s")
+    """Poll (kubectl wait fails at once on a Deployment that is being recreated)."""
+
+    def available() -> bool:
+        result = cluster.kubectl("get", "deployment", deployment, "-n", namespace, "-o", "json", check=False)
+        if result.returncode != 0:
+            return False
+        conditions = json.loads(result.stdout).get("status", {}).get("conditions", [])
+        return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
+
+    wait_until(available, 60, f"deployment {namespace}/{deployment} to be Available")
 
 
 def send(data_plane: DataPlane, host: str, total: int = 200) -> LoadReport:

@@ -169,6 +169,9 @@ class DataPlane:
                 # Backends through Service ClusterIPs, served by the supervisor (EndpointSlices cannot
                 # hold the loopback addresses of kwok pods).
                 "--providers.kubernetesgateway.nativeLBByDefault=true",
+                # A new backend connection per request: the local kube-proxy balances connections, and a
+                # pooled connection it has just closed would surface as a 502.
+                "--serversTransport.maxIdleConnsPerHost=-1",
                 # No network but the loopback: no update checks, no usage reports.
                 "--global.checkNewVersion=false",
                 "--global.sendAnonymousUsage=false",
