@@ -26,7 +26,7 @@ class LoadReport:
     transport_errors: int = 0
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
-    first_error_at: float | None = None  # time.monotonic() of the first 5xx answer
+    first_error_at: float | None = None  # time.monotonic() of the first 5xx answered by a model server
 
     def share(self, backend_prefix: str) -> float:
         """Fraction of answered requests served by backends whose name starts with `backend_prefix`."""
@@ -83,7 +83,9 @@ async def generate(
                 return
             report.latencies.append(time.monotonic() - sent_at)
             report.by_status[response.status_code] += 1
-            if response.status_code >= 500 and report.first_error_at is None:
+            # A breached sample is a failed model answer, not a gateway error without one.
+            served = SERVED_BY_HEADER in response.headers
+            if response.status_code >= 500 and served and report.first_error_at is None:
                 report.first_error_at = time.monotonic()
             report.by_backend[response.headers.get(SERVED_BY_HEADER, "-")] += 1
 
