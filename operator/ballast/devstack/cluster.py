@@ -15,7 +15,6 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -360,13 +359,3 @@ class Cluster:
             if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
         ]
         return len(ready) >= self.nodes
-
-
-@contextmanager
-def running_cluster(binaries: Binaries, workdir: Path, progress: Callable[[str], None] = print) -> Iterator[Cluster]:
-    cluster = Cluster(binaries, workdir)
-    cluster.start(progress)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
