@@ -33,6 +33,9 @@ def _deploy_split(cluster: Cluster, data_plane: DataPlane, namespace: str, weigh
         cluster.apply(revision(name, namespace, model="sim-model", replicas=2 if name == "stable" else 1))
     for name in weights:
         cluster.kubectl("wait", f"deployment/{name}", "-n", namespace, "--for=condition=Available", "--timeout=60s")
+        # kwok reports pods Ready before their simulators listen: wait until the Service really answers.
+        cluster_ip = cluster.kubectl("get", "service", name, "-n", namespace, "-o", "jsonpath={.spec.clusterIP}").stdout
+        wait_until(lambda cluster_ip=cluster_ip: _health(cluster_ip), 30, f"Service {name} to answer")
     cluster.apply([http_route("split", namespace, host, weights)])
     wait_until(lambda: _route_live(cluster, namespace, "split"), 30, "the HTTPRoute to be Accepted and ResolvedRefs")
     wait_until(lambda: _answers(data_plane, host), 30, "the Gateway to serve the route")
