@@ -56,6 +56,10 @@ PODS = Resource("", "v1", "pods")
 EVENTS = Resource("", "v1", "events")
 HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers")
 HTTP_ROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes")
+GATEWAYS = Resource("gateway.networking.k8s.io", "v1", "gateways")
+GATEWAY_CLASSES = Resource("gateway.networking.k8s.io", "v1", "gatewayclasses", namespaced=False)
+KILL_SWITCHES = Resource("ballast.dev", "v1alpha1", "killswitches")
+CLUSTER_KILL_SWITCHES = Resource("ballast.dev", "v1alpha1", "clusterkillswitches", namespaced=False)
 
 
 def _client_from_configuration(configuration: Any, timeout: float) -> httpx.AsyncClient:
@@ -141,7 +145,9 @@ class KubeApi:
         assert result is not None
         return result
 
-    async def patch_status(self, resource: Resource, namespace: str, name: str, status: Object, version: str) -> Object:
+    async def patch_status(
+        self, resource: Resource, namespace: str | None, name: str, status: Object, version: str
+    ) -> Object:
         """Merge-patch status, only if the object is still at `version` (a lost update is a 409, not silent)."""
         body = {"metadata": {"resourceVersion": version}, "status": status}
         result = await self._request(

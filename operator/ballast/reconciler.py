@@ -2,6 +2,8 @@
 
 Event handlers and the tick only call `notify()`; reconciles of one object never overlap, events
 that arrive during a reconcile coalesce into one more, and due times kept in status drive the tick.
+Contract checks run beside the reconcile, never inside it, so a slow Prometheus never delays a
+kill switch: a finished check asks for a reconcile, which reads its verdict.
 """
 
 from __future__ import annotations
@@ -9,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -22,6 +24,7 @@ from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.revision import revision_hash, revision_inputs
 from ballast.api.status import Analysis, ModelDeploymentStatus
 from ballast.api.types import Condition, parse_duration
+from ballast.keyed import KeyedRunner
 from ballast.kubeapi import (
     CONTROLLER_REVISIONS,
     DEPLOYMENTS,
@@ -34,66 +37,37 @@ from ballast.kubeapi import (
 )
 from ballast.observability import metrics
 from ballast.observability.events import log_decisions, post_events
+from ballast.observe import commands_of, fallback_service, observe_fallbacks, observe_revisions, revision_of
 from ballast.rollout.core import Event, decide
-from ballast.rollout.observations import Commands, Observations, RevisionObservation
+from ballast.rollout.observations import Observations
 from ballast.rollout.timestamps import format_time, parse_time
-from ballast.traffic.router import Backends, router_for
+from ballast.switchboard import Switchboard
+from ballast.traffic.backends import backends_for
+from ballast.traffic.router import router_for
 from ballast.workloads import render
+from ballast.workloads.responder import DEFAULT_IMAGE, responder_deployment, responder_name, responder_service
 
 log = logging.getLogger("ballast.reconciler")
 Key = tuple[str, str]
 Manifest = dict[str, Any]
 
-PROMOTE_ANNOTATION = "ballast.dev/promote"
-ABORT_ANNOTATION = "ballast.dev/abort"
-PAUSE_ANNOTATION = "ballast.dev/paused"
 RETRY_AFTER_ERROR = timedelta(seconds=5)
 
 
-def commands_of(md: Manifest) -> Commands:
-    annotations = md["metadata"].get("annotations") or {}
-    return Commands(
-        promote=annotations.get(PROMOTE_ANNOTATION),
-        abort=annotations.get(ABORT_ANNOTATION),
-        paused=annotations.get(PAUSE_ANNOTATION, "").lower() == "true",
-    )
-
-
-def _available(deployment: Manifest) -> bool:
-    status = deployment.get("status") or {}
-    fresh = status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
-    conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
-    return fresh and conditions.get("Available") == "True" and status.get("readyReplicas", 0) > 0
-
-
-def observe_revisions(deployments: list[Manifest], pods: list[Manifest]) -> dict[str, RevisionObservation]:
-    restarts: dict[str, int] = {}
-    for pod in pods:
-        revision = (pod["metadata"].get("labels") or {}).get(render.REVISION_LABEL)
-        counts = [c.get("restartCount", 0) for c in (pod.get("status") or {}).get("containerStatuses") or []]
-        if revision:
-            restarts[revision] = max(restarts.get(revision, 0), *counts, 0)
-    found = {}
-    for deployment in deployments:
-        revision = deployment["metadata"]["labels"][render.REVISION_LABEL]
-        found[revision] = RevisionObservation(
-            exists=True,
-            available=_available(deployment),
-            ready_replicas=int((deployment.get("status") or {}).get("readyReplicas", 0)),
-            restarts=restarts.get(revision, 0),
-        )
-    return found
-
-
 def _judged(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> bool:
-    """A canary is under contract checks from its shadow phase or first step until it leaves."""
+    """A canary is under contract checks from its shadow phase or first step until it leaves (or a switch holds it)."""
     active = status.current_step is not None or status.mirror_revision is not None
     return (
         bool(spec.contract.objectives)
         and status.canary_revision is not None
         and active
         and status.phase in ("Progressing", "Promoting", "Paused")
+        and not status.kill_switch.sources
     )
+
+
+def _wants_mirror(spec: ModelDeploymentSpec) -> bool:
+    return spec.rollout.shadow is not None or bool(spec.kill_switch and spec.kill_switch.capture_traffic)
 
 
 def status_patch(before: ModelDeploymentStatus, after: ModelDeploymentStatus) -> Manifest:
@@ -109,32 +83,47 @@ class Reconciler:
         api: KubeApi,
         provider: MetricsProvider | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        switchboard: Switchboard | None = None,
+        responder_image: str = DEFAULT_IMAGE,
     ) -> None:
         self.api = api
         self.provider = provider
         self.clock = clock
-        # When each canary was last checked: kept in memory, so checks never rewrite status by themselves.
+        self.switchboard = switchboard
+        self.responder_image = responder_image
+        self.runner: KeyedRunner[Key] = KeyedRunner(self._reconcile_timed, self._failed)
+        # When each canary was last checked, and finished checks not yet read: memory only, so checks
+        # never rewrite status by themselves (a restart simply checks again).
         self.last_check: dict[Key, datetime] = {}
-        self.locks: dict[Key, asyncio.Lock] = {}
-        self.pending: set[Key] = set()
+        self.checks: dict[Key, asyncio.Task[None]] = {}
+        self.verdicts: dict[Key, Analysis] = {}
         self.due: dict[Key, datetime] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
+        # Which deployments route to a Service or read grants of a namespace: their events reconcile them.
+        self.fallback_services: dict[Key, set[Key]] = {}
+        self.grant_namespaces: dict[str, set[Key]] = {}
 
     # ------------------------------------------------------------------------------ scheduling
 
     def notify(self, namespace: str, name: str) -> None:
         """Ask for a reconcile; coalesces with one already waiting."""
-        key = (namespace, name)
-        if key in self.pending:
-            return
-        self.pending.add(key)
-        task = asyncio.get_running_loop().create_task(self._run(key))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.runner.notify((namespace, name))
 
     def forget(self, namespace: str, name: str) -> None:
-        self.due.pop((namespace, name), None)
+        key = (namespace, name)
+        self.due.pop(key, None)
+        self.last_check.pop(key, None)
+        self.verdicts.pop(key, None)
+        self._watch_references(key, set(), set())
+        self.runner.forget(key)
         metrics.forget(namespace, name)
+
+    def service_changed(self, namespace: str, name: str) -> None:
+        for key in list(self.fallback_services.get((namespace, name), ())):
+            self.notify(*key)
+
+    def grants_changed(self, namespace: str) -> None:
+        for key in list(self.grant_namespaces.get(namespace, ())):
+            self.notify(*key)
 
     async def tick_forever(self, period: float = 1.0) -> None:
         while True:
@@ -145,27 +134,25 @@ class Reconciler:
                     self.due.pop(key, None)
                     self.notify(*key)
 
-    async def _run(self, key: Key) -> None:
-        lock = self.locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            self.pending.discard(key)
-            started = time.monotonic()
-            try:
-                await self.reconcile(*key)
-            except ApiError as error:
-                if error.status == 409:  # someone wrote in between: decide again on fresh state
-                    self.notify(*key)
-                else:
-                    self._failed(key, error)
-            except Exception as error:  # a failed reconcile is retried, never kills the operator
-                self._failed(key, error)
-            finally:
-                metrics.reconcile_seconds.observe(time.monotonic() - started)
+    async def _reconcile_timed(self, key: Key) -> None:
+        started = time.monotonic()
+        try:
+            await self.reconcile(*key)
+        except ApiError as error:
+            if error.status != 409:
+                raise
+            self.notify(*key)  # someone wrote in between: decide again on fresh state
+        finally:
+            metrics.reconcile_seconds.observe(time.monotonic() - started)
 
     def _failed(self, key: Key, error: Exception) -> None:
-        log.exception("reconcile of %s/%s failed; retrying", *key, exc_info=error)
+        log.error("reconcile of %s/%s failed; retrying", *key, exc_info=error)
         metrics.reconcile_errors.labels(*key).inc()
         self.due[key] = self.clock() + RETRY_AFTER_ERROR
+
+    def _watch_references(self, key: Key, services: set[Key], namespaces: set[str]) -> None:
+        _reindex(self.fallback_services, key, services)
+        _reindex(self.grant_namespaces, key, namespaces)
 
     # -------------------------------------------------------------------------- one reconcile
 
@@ -180,16 +167,31 @@ class Reconciler:
         except ValidationError as error:
             await self._report_invalid(md, status, error)
             return
+        key = (namespace, name)
         selector = f"{render.DEPLOYMENT_LABEL}={name}"
         deployments, pods, revisions = await asyncio.gather(
             self.api.list_all(DEPLOYMENTS, namespace, selector),
             self.api.list_all(PODS, namespace, selector),
             self.api.list_all(CONTROLLER_REVISIONS, namespace, selector),
         )
+        router = router_for(spec.traffic.router)
+        fallbacks, mirror_supported = await asyncio.gather(
+            observe_fallbacks(self.api, self.switchboard, md, spec, deployments),
+            router.can_mirror(self.api, md, spec) if _wants_mirror(spec) else _true(),
+        )
+        services = {ref[:2] for f in spec.fallbacks if (ref := fallback_service(md, f))}
+        self._watch_references(key, services, {ns for ns, _ in services if ns != namespace})
+        labels = md["metadata"].get("labels") or {}
         desired = revision_hash(md["spec"])
         now = self.clock()
-        analysis = await self._check_if_due((namespace, name), spec, status, now)
-        observations = Observations(observe_revisions(deployments, pods), commands_of(md), analysis)
+        observations = Observations(
+            revisions=observe_revisions(deployments, pods),
+            commands=commands_of(md),
+            analysis=self._check_if_due(key, spec, status, now),
+            switches=self.switchboard.sources_for(namespace, name, labels) if self.switchboard else (),
+            fallbacks=fallbacks,
+            mirror_supported=mirror_supported,
+        )
         decision = decide(spec, desired, md["metadata"].get("generation", 1), status, observations, now)
 
         if decision.status != status:
@@ -197,43 +199,76 @@ class Reconciler:
                 MODEL_DEPLOYMENTS, namespace, name, status_patch(status, decision.status),
                 md["metadata"]["resourceVersion"],
             )  # fmt: skip
-        await post_events(self.api, md, decision.events, now)
-        log_decisions(md, decision.history)
-        for entry in decision.history:
-            metrics.decisions.labels(namespace, name, entry.action).inc()
-        weights = decision.status.weights
-        metrics.record_state(namespace, name, decision.status.phase, weights.stable, weights.canary, weights.fallback)
+        # Events go out beside the act step: a person reads them, traffic must not wait for them.
+        events = asyncio.create_task(post_events(self.api, md, decision.events, now))
+        try:
+            log_decisions(md, decision.history)
+            for entry in decision.history:
+                metrics.decisions.labels(namespace, name, entry.action).inc()
+            weights = decision.status.weights
+            metrics.record_state(namespace, name, decision.status.phase, weights.stable, weights.canary,
+                                 weights.fallback, decision.status.kill_switch.engaged)  # fmt: skip
+            templates = {r["metadata"]["labels"][render.REVISION_LABEL]: r["data"] for r in revisions}
+            # A kill switch moving users touches only the route: it goes first, before any workload write.
+            rerouted = (status.weights.fallback, status.weights.fallback_name) != (
+                weights.fallback,
+                weights.fallback_name,
+            )
+            if rerouted:
+                await self._route(md, spec, decision.status)
+            await self._act(md, spec, decision.status, desired, templates, deployments)
+            if not rerouted:
+                await self._route(md, spec, decision.status)
+        finally:
+            await events
+        self._schedule(key, spec, decision.status, now)
 
-        templates = {r["metadata"]["labels"][render.REVISION_LABEL]: r["data"] for r in revisions}
-        await self._act(md, spec, decision.status, desired, templates, deployments)
-        due = [parse_time(decision.status.next_check_at)] if decision.status.next_check_at else []
-        if _judged(spec, decision.status):
-            last = self.last_check.get((namespace, name), now)
+    def _schedule(self, key: Key, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime) -> None:
+        due = [parse_time(status.next_check_at)] if status.next_check_at else []
+        if _judged(spec, status) and key not in self.checks:
+            last = self.last_check.get(key, now)
             due.append(last + parse_duration(spec.rollout.interval))
         if due:
-            self.due[(namespace, name)] = min(due)
+            self.due[key] = min(due)
         else:
-            self.due.pop((namespace, name), None)
+            self.due.pop(key, None)
 
-    async def _check_if_due(
+    def _check_if_due(
         self, key: Key, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime
     ) -> Analysis | None:
-        """A contract check of the canary, at most once per rollout.interval."""
+        """The verdict of a finished check, if any; starts the next check at most once per rollout.interval."""
         if not _judged(spec, status):
             self.last_check.pop(key, None)
+            self.verdicts.pop(key, None)
             return None
+        verdict = self.verdicts.pop(key, None)
         last = self.last_check.get(key)
-        if last is not None and now - last < parse_duration(spec.rollout.interval):
-            return None
-        self.last_check[key] = now
+        if key not in self.checks and (last is None or now - last >= parse_duration(spec.rollout.interval)):
+            self.last_check[key] = now
+            task = asyncio.get_running_loop().create_task(self._check(key, spec, status, now))
+            self.checks[key] = task
+            task.add_done_callback(lambda done: self._check_done(key, done))
+        return verdict
+
+    async def _check(self, key: Key, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime) -> None:
         canary = status.canary_revision
         assert canary is not None
         if self.provider is None:
             results = [error_result(o, "no metrics provider: run the operator with --prometheus-url") for o in
                        spec.contract.objectives]  # fmt: skip
-            return Analysis(at=format_time(now), revision=canary, verdict="Error", objectives=results)
-        services = {r: render.workload_name(key[1], r) for r in (canary, status.stable_revision) if r}
-        return await run_check(self.provider, spec, key[0], key[1], canary, status.stable_revision, services, now)
+            verdict = Analysis(at=format_time(now), revision=canary, verdict="Error", objectives=results)
+        else:
+            services = {r: render.workload_name(key[1], r) for r in (canary, status.stable_revision) if r}
+            verdict = await run_check(
+                self.provider, spec, key[0], key[1], canary, status.stable_revision, services, now
+            )
+        self.verdicts[key] = verdict
+        self.notify(*key)
+
+    def _check_done(self, key: Key, task: asyncio.Task[None]) -> None:
+        self.checks.pop(key, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("contract check of %s/%s failed", *key, exc_info=task.exception())
 
     async def _act(
         self,
@@ -244,7 +279,7 @@ class Reconciler:
         templates: dict[str, Any],
         deployments: list[Manifest],
     ) -> None:
-        """Make the children match the status: workloads per revision, garbage removed, then traffic."""
+        """Make the workloads match the status: one per revision, the reject responder, garbage removed."""
         namespace, name = md["metadata"]["namespace"], md["metadata"]["name"]
         if desired not in templates:
             record = render.controller_revision(md, desired, revision_inputs(md["spec"]), len(templates) + 1)
@@ -268,27 +303,30 @@ class Reconciler:
                 await self.api.apply(HPAS, scaler)
             elif spec.model.autoscaling is not None:
                 await self.api.delete(HPAS, namespace, render.workload_name(name, revision.name))
+        await self._act_responder(md, spec, deployments)
         for deployment in deployments:
-            revision_name = deployment["metadata"]["labels"][render.REVISION_LABEL]
-            if revision_name not in kept:
+            revision_name = revision_of(deployment)
+            if revision_name is not None and revision_name not in kept:
                 workload = render.workload_name(name, revision_name)
                 for resource in (DEPLOYMENTS, SERVICES, HPAS, CONTROLLER_REVISIONS):
                     await self.api.delete(resource, namespace, workload)
-        await self._route(md, spec, status)
+
+    async def _act_responder(self, md: Manifest, spec: ModelDeploymentSpec, deployments: list[Manifest]) -> None:
+        """The reject responder runs while the spec has a reject fallback, so a kill switch finds it warm."""
+        reject = next((f.reject for f in spec.fallbacks if f.reject is not None), None)
+        if reject is not None:
+            await self.api.apply(DEPLOYMENTS, responder_deployment(md, reject, self.responder_image))
+            await self.api.apply(SERVICES, responder_service(md))
+            return
+        responder = responder_name(md["metadata"]["name"])
+        if any(d["metadata"]["name"] == responder for d in deployments):
+            for resource in (DEPLOYMENTS, SERVICES):
+                await self.api.delete(resource, md["metadata"]["namespace"], responder)
 
     async def _route(self, md: Manifest, spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> None:
-        if status.stable_revision is None:
+        backends = backends_for(md, spec, status)
+        if backends is None:
             return
-        name = md["metadata"]["name"]
-        canary = next(
-            (r.name for r in status.revisions if r.name == status.canary_revision and r.role == "canary"), None
-        )
-        backends = Backends(
-            stable=render.workload_name(name, status.stable_revision),
-            canary=render.workload_name(name, canary) if canary else None,
-            weights=status.weights,
-            mirror=render.workload_name(name, status.mirror_revision) if status.mirror_revision else None,
-        )
         router = router_for(spec.traffic.router)
         await router.reconcile(self.api, md, spec, backends)
         # A router switch leaves the other router's objects behind: remove them.
@@ -316,3 +354,21 @@ class Reconciler:
             metadata["resourceVersion"],
         )  # fmt: skip
         await post_events(self.api, md, (Event("Warning", "InvalidSpec", message),), self.clock())
+
+
+async def _true() -> bool:
+    return True
+
+
+Ref = TypeVar("Ref", bound=Hashable)
+
+
+def _reindex(index: dict[Ref, set[Key]], key: Key, wanted: set[Ref]) -> None:
+    """Make `key` listed under exactly the references in `wanted`."""
+    for ref in list(index):
+        if ref not in wanted:
+            index[ref].discard(key)
+            if not index[ref]:
+                del index[ref]
+    for ref in wanted:
+        index.setdefault(ref, set()).add(key)

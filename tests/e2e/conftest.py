@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import uuid
@@ -84,3 +85,37 @@ def operator(
     running.start()
     yield running
     running.stop()
+
+
+MIRROR_FEATURES = ["Gateway", "HTTPRoute", "HTTPRouteRequestMirror", "ReferenceGrant"]
+
+
+@pytest.fixture(scope="session")
+def mirroring_gateway(cluster: Cluster) -> dict[str, str]:
+    """A Gateway whose class reports HTTPRouteRequestMirror, as Envoy Gateway or Istio do; nothing serves it.
+
+    Traefik, the local Gateway, cannot mirror; routes attached here prove at the API level what Ballast
+    writes for a Gateway that can (shadow phases, kill-switch traffic capture).
+    """
+    cluster.apply(
+        [
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "GatewayClass",
+                "metadata": {"name": "mirroring"},
+                "spec": {"controllerName": "example.com/mirroring-gateway"},
+            },
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "Gateway",
+                "metadata": {"name": "mirroring-gateway", "namespace": "default"},
+                "spec": {"gatewayClassName": "mirroring", "listeners": [{"name": "http", "protocol": "HTTP",
+                         "port": 80, "allowedRoutes": {"namespaces": {"from": "All"}}}]},
+            },
+        ]
+    )  # fmt: skip
+    features = {"status": {"supportedFeatures": [{"name": f} for f in MIRROR_FEATURES]}}
+    cluster.kubectl(
+        "patch", "gatewayclass", "mirroring", "--subresource=status", "--type=merge", "-p", json.dumps(features)
+    )
+    return {"name": "mirroring-gateway", "namespace": "default"}

@@ -8,8 +8,8 @@ from ballast.devstack.cluster import Cluster
 from ballast.devstack.dataplane import DataPlane
 from ballast.devstack.loadgen import Background
 from ballast.devstack.operator_process import Operator
+from tests.e2e.helpers import apply, model_deployment, status, wait_status
 from tests.e2e.switch import Switch
-from tests.e2e.test_rollout import apply, model_deployment, status, wait_status
 
 FAST_CONTRACT = {"minRequests": 20, "window": "15s"}
 

@@ -9,9 +9,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
-from ballast.api.status import ModelDeploymentStatus
+from ballast.api.status import Analysis, KillSwitchSource, ModelDeploymentStatus
 from ballast.rollout.core import Decision, decide, replicas_for_share
-from ballast.rollout.observations import Commands, Observations, RevisionObservation
+from ballast.rollout.observations import Commands, FallbackObservation, Observations, RevisionObservation
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 READY = RevisionObservation(available=True, ready_replicas=2)
@@ -43,13 +43,19 @@ class Run:
         self.generation = 1
         self.observed: dict[str, RevisionObservation] = {}
         self.commands = Commands()
+        self.switches: tuple[KillSwitchSource, ...] = ()
+        self.fallbacks: dict[str, FallbackObservation] = {}
+        self.mirror_supported = True
         self.decisions: list[Decision] = []
+
+    def observations(self, analysis: Analysis | None = None) -> Observations:
+        return Observations(
+            self.observed, self.commands, analysis, self.switches, self.fallbacks, self.mirror_supported
+        )
 
     def step(self, revision: str, seconds: float = 0) -> Decision:
         self.now += timedelta(seconds=seconds)
-        decision = decide(
-            self.spec, revision, self.generation, self.status, Observations(self.observed, self.commands), self.now
-        )
+        decision = decide(self.spec, revision, self.generation, self.status, self.observations(), self.now)
         self.status = decision.status
         self.decisions.append(decision)
         return decision
@@ -191,7 +197,7 @@ def test_conditions_follow_the_phase() -> None:
     run.observed = {"aaa": READY}
     run.step("aaa")
     conditions = {c.type: c.status for c in run.status.conditions}
-    assert conditions == {"Ready": "True", "Progressing": "False", "Degraded": "False"}
+    assert conditions == {"Ready": "True", "Progressing": "False", "Degraded": "False", "KillSwitchEngaged": "False"}
 
 
 # ------------------------------------------------------------------------------------ properties
@@ -210,8 +216,11 @@ EVENTS = st.lists(
 )
 
 
-def replay(events: list[tuple[Any, ...]]) -> Run:
-    run = Run()
+SWITCH = KillSwitchSource(kind="KillSwitch", name="incident", namespace="ns", reason="withdrawn policy")
+
+
+def replay(events: list[tuple[Any, ...]], model_spec: ModelDeploymentSpec | None = None) -> Run:
+    run = Run(model_spec)
     revision = "r0"
     run.observed = {"r0": READY}
     run.step(revision)
@@ -231,6 +240,10 @@ def replay(events: list[tuple[Any, ...]]) -> Run:
             run.commands = Commands(promote=run.commands.promote, abort=f"a{event[1]}", paused=run.commands.paused)
         elif kind == "pause":
             run.commands = Commands(promote=run.commands.promote, abort=run.commands.abort, paused=event[1])
+        elif kind == "switch":
+            run.switches = (SWITCH,) if event[1] else ()
+        elif kind == "fallback":
+            run.fallbacks = {event[1]: FallbackObservation(usable=event[2], problem="" if event[2] else "gone")}
         before = run.status
         decision = run.step(revision)
         check_transition(before, decision.status)
@@ -240,6 +253,23 @@ def replay(events: list[tuple[Any, ...]]) -> Run:
 def check_transition(before: ModelDeploymentStatus, after: ModelDeploymentStatus) -> None:
     weights = after.weights
     assert weights.stable + weights.canary + weights.fallback == 100
+    state = after.kill_switch
+    # A switch routes everything to one fallback, or nothing: never a partial split.
+    assert (weights.fallback, bool(weights.fallback_name)) == ((100, True) if state.engaged else (0, False))
+    if state.engaged:
+        assert state.resume is not None
+        assert state.fallback == weights.fallback_name
+    resumed = before.kill_switch.resume
+    same_rollout = after.phase != "RolledBack" and after.canary_revision == before.canary_revision
+    if before.kill_switch.engaged and not state.engaged and resumed is not None and same_rollout:
+        # Released: back where it stood. Its pause restarts, so only a canary that became Available meanwhile
+        # (entering its first step) or a promote given meanwhile moves it, and by one step at most.
+        held = resumed.step if resumed.step is not None else -1
+        assert (after.current_step if after.current_step is not None else -1) - held in (0, 1)
+        if after.current_step == resumed.step:
+            assert (weights.stable, weights.canary) == (resumed.weights.stable, resumed.weights.canary)
+    if before.kill_switch.sources and state.sources and same_rollout:
+        assert after.current_step == before.current_step  # frozen while a switch holds it (abort aside)
     assert 0 <= weights.canary <= 100
     if after.canary_revision is None or after.phase in ("RolledBack", "Stable"):
         assert weights.canary == 0
@@ -248,9 +278,10 @@ def check_transition(before: ModelDeploymentStatus, after: ModelDeploymentStatus
         # Steps never skip or reverse: they hold or advance by one.
         assert after.current_step - before.current_step in (0, 1)
     if after.phase == "RolledBack" and before.phase != "RolledBack":
-        # Rollback restores the last stable, untouched, at full weight.
+        # Rollback restores the last stable, untouched, at full weight (behind the fallback while switched).
+        rollout = state.resume.weights if state.engaged and state.resume else weights
         assert after.stable_revision == before.stable_revision
-        assert (weights.stable, weights.canary) == (100, 0)
+        assert (rollout.stable, rollout.canary) == (100, 0)
     ids = [h.id for h in after.history]
     assert len(ids) == len(set(ids))
     serving = [r for r in after.revisions if r.role in ("stable", "canary")]
@@ -281,7 +312,7 @@ def test_deciding_again_on_its_own_output_converges_without_repeating(events: li
     run = replay(events)
     revision = run.status.canary_revision or run.status.stable_revision
     assert revision is not None
-    observations = Observations(run.observed, run.commands)
+    observations = run.observations()
     status, seen_ids = run.status, {h.id for h in run.status.history}
     # Availability enters step 1, a pending promote moves once, the hold refreshes its message: 4 at most.
     for _ in range(5):
@@ -352,8 +383,7 @@ def check(verdict: str, value: float | None = None, revision: str = "bbb", reaso
 
 def judged(run: Run, revision: str, analysis: Any, seconds: float = 0) -> Decision:
     run.now += timedelta(seconds=seconds)
-    observations = Observations(run.observed, run.commands, analysis)
-    decision = decide(run.spec, revision, run.generation, run.status, observations, run.now)
+    decision = decide(run.spec, revision, run.generation, run.status, run.observations(analysis), run.now)
     run.status = decision.status
     return decision
 

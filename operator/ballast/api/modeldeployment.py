@@ -431,11 +431,14 @@ class ServiceRef(SpecModel):
 
 
 class Reject(SpecModel):
-    """Answer with an error instead of a model answer."""
+    """Answer with an OpenAI-style JSON error instead of a model answer, from a responder Ballast runs."""
 
     status: int = Field(default=503, ge=500, le=599, description="HTTP status code.")
     message: Annotated[str, StringConstraints(max_length=1024)] = Field(
         default="the model is unavailable", description="The message in the JSON error body."
+    )
+    retry_after: int = Field(
+        default=30, ge=0, le=86400, description="Seconds in the Retry-After header (0 leaves the header out)."
     )
 
 
@@ -461,9 +464,14 @@ class Fallback(SpecModel):
 class KillSwitchPolicy(SpecModel):
     """What happens while a KillSwitch or ClusterKillSwitch selects this deployment."""
 
-    fallback: DNSLabel | None = Field(default=None, description="The fallback to use (default: the first usable).")
+    fallback: DNSLabel | None = Field(
+        default=None,
+        description="The fallback to try first; then the others in spec.fallbacks order, the first usable wins.",
+    )
     capture_traffic: bool = Field(
-        default=False, description="Keep mirroring requests to the model while users get the fallback."
+        default=False,
+        description="Keep mirroring requests to the stable revision while users get the fallback (needs a Gateway "
+        "that supports HTTPRouteRequestMirror; without it users still get the fallback, uncaptured).",
     )
 
 
@@ -505,17 +513,21 @@ class ModelDeploymentSpec(SpecModel):
             field_path=".budgets.whenExceeded.action",
         ),
         Rule(
-            "self.traffic.router != 'service' || !has(self.fallbacks) || "
-            "self.fallbacks.all(f, has(f.previousRevision) && f.previousRevision)",
-            "the service router can only fall back to the previous revision; service and reject fallbacks "
-            "need router: gateway-api",
+            "self.traffic.router != 'service' || ((!has(self.fallbacks) || size(self.fallbacks) == 0) && "
+            "!has(self.killSwitch))",
+            "the service router cannot route to a fallback (one Service split by replica ratio, and the previous "
+            "revision scales down at promotion): fallbacks and killSwitch need router: gateway-api",
             field_path=".fallbacks",
         ),
         Rule(
-            "self.traffic.router != 'service' || ((!has(self.rollout) || !has(self.rollout.shadow)) && "
-            "(!has(self.killSwitch) || !self.killSwitch.captureTraffic))",
-            "the service router cannot mirror traffic: rollout.shadow and killSwitch.captureTraffic "
-            "need router: gateway-api",
+            "self.traffic.router != 'service' || !has(self.rollout) || !has(self.rollout.shadow)",
+            "the service router cannot mirror traffic: rollout.shadow needs router: gateway-api",
+            field_path=".rollout.shadow",
+        ),
+        Rule(
+            "!has(self.fallbacks) || size(self.fallbacks.filter(f, has(f.reject))) <= 1",
+            "spec.fallbacks may hold at most one reject entry (one responder answers for the deployment)",
+            field_path=".fallbacks",
         ),
         Rule(
             "!has(self.fallbacks) || !self.fallbacks.exists(f, has(f.previousRevision) && f.previousRevision) || "

@@ -92,6 +92,8 @@ class KillSwitchStatus(StatusModel):
     """Kill-switch state."""
 
     engaged: bool = Field(default=False, description="Whether users are routed to the fallback now.")
+    episode: int = Field(default=0, description="How often switches have selected this deployment (numbers decisions).")
+    captured: bool = Field(default=False, description="Whether the stable revision gets a mirror of the traffic.")
     fallback: str | None = Field(default=None, description="The fallback in use.")
     engaged_at: str | None = Field(default=None, description="When it was engaged (RFC 3339).")
     sources: list[KillSwitchSource] = Field(default_factory=list, description="The switches selecting it.")

@@ -10,10 +10,11 @@ from collections.abc import Sequence
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ballast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    from ballast import responder
     from ballast.cli import crds, run, validate
     from ballast.devstack import cli as devstack_cli
 
-    for command in (run, crds, validate, devstack_cli):
+    for command in (run, crds, validate, responder, devstack_cli):
         command.register(sub)
     return parser
 

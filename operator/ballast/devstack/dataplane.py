@@ -172,6 +172,9 @@ class DataPlane:
                 # A new backend connection per request: the local kube-proxy balances connections, and a
                 # pooled connection it has just closed would surface as a 502.
                 "--serversTransport.maxIdleConnsPerHost=-1",
+                # Traefik batches provider events for 2s by default; a route change (a kill switch) should
+                # be served as soon as it is written.
+                "--providers.providersThrottleDuration=100ms",
                 # No network but the loopback: no update checks, no usage reports.
                 "--global.checkNewVersion=false",
                 "--global.sendAnonymousUsage=false",

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from ballast.devstack.cluster import Cluster, free_port, stop_process_groups, wait_until
+
+if TYPE_CHECKING:
+    from ballast.devstack.dataplane import DataPlane
 
 NAMESPACE, SERVICE_ACCOUNT = "ballast-system", "ballast"
 
@@ -80,3 +87,26 @@ class Operator:
             stop_process_groups([self.process.pid])
             self.process.wait()
             self.process = None
+
+
+@contextlib.contextmanager
+def local_stack(rbac: Path, scrape_interval: str = "1s") -> Iterator[tuple[Cluster, DataPlane, Operator]]:
+    """The whole local stack in a temporary folder, with the operator under its RBAC identity (benchmarks)."""
+    from ballast.devstack.binaries import ensure_all
+    from ballast.devstack.dataplane import DataPlane
+
+    binaries = ensure_all(progress=lambda line: print(line, file=sys.stderr))
+    with tempfile.TemporaryDirectory(prefix="ballast-bench-") as folder:
+        cluster = Cluster(binaries, Path(folder))
+        try:
+            cluster.start()
+            plane = DataPlane(cluster, scrape_interval=scrape_interval)
+            plane.start()
+            operator = Operator(cluster, operator_kubeconfig(cluster, rbac), plane.prometheus_url)
+            operator.start()
+            try:
+                yield cluster, plane, operator
+            finally:
+                operator.stop()
+        finally:
+            cluster.stop()

@@ -46,6 +46,7 @@ class Workload:
     listening: bool = False  # the simulator accepts connections: only then is it an endpoint
     labels: dict[str, str] = field(default_factory=dict)
     named_ports: dict[str, int] = field(default_factory=dict)
+    command: list[str] = field(default_factory=list)
 
 
 def workload_of(pod: Any) -> Workload | None:
@@ -59,6 +60,7 @@ def workload_of(pod: Any) -> Workload | None:
     if not ports:
         return None
     env = {e.name: e.value for e in container.env or [] if e.value is not None}
+    env.update(_field_env(pod, container))
     return Workload(
         pod.metadata.namespace,
         pod.metadata.name,
@@ -68,7 +70,34 @@ def workload_of(pod: Any) -> Workload | None:
         list(container.args or []),
         labels=dict(pod.metadata.labels or {}),
         named_ports={p.name: p.container_port for p in container.ports if p.name},
+        command=list(container.command or []),
     )
+
+
+def _field_env(pod: Any, container: Any) -> dict[str, str]:
+    """Env from the downward API (`valueFrom.fieldRef`), resolved as the kubelet would."""
+    fields = {
+        "metadata.name": pod.metadata.name,
+        "metadata.namespace": pod.metadata.namespace,
+        "status.podIP": pod.status.pod_ip,
+    }
+    found = {}
+    for variable in container.env or []:
+        reference = variable.value_from.field_ref if variable.value_from else None
+        if reference is not None and reference.field_path in fields:
+            found[variable.name] = fields[reference.field_path]
+    return found
+
+
+def program(workload: Workload) -> list[str]:
+    """What the "container" runs: Ballast's own commands (the reject responder) for real, else the simulator."""
+    if workload.command[:1] == ["ballast"]:
+        return [sys.executable, "-m", "ballast", *workload.command[1:], *workload.args, "--host", workload.address]
+    return [
+        sys.executable, "-m", "ballast.devstack.simulator",
+        "--host", workload.address, "--port", str(workload.port),
+        "--name", workload.name, "--", *workload.args,
+    ]  # fmt: skip
 
 
 def _accepts(address: str, port: int) -> bool:
@@ -115,16 +144,12 @@ class Supervisor:
     def _start(self, uid: str, workload: Workload) -> None:
         workload.log_path = os.path.join(self.log_dir, f"{workload.namespace}_{workload.name}.log")
         environment = {**os.environ, **workload.env}
-        command = [
-            sys.executable, "-m", "ballast.devstack.simulator",
-            "--host", workload.address, "--port", str(workload.port),
-            "--name", workload.name, "--", *workload.args,
-        ]  # fmt: skip
         with open(workload.log_path, "ab") as out:
-            workload.process = subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.STDOUT)
-        log.info(
-            "started simulator for %s/%s on %s:%s", workload.namespace, workload.name, workload.address, workload.port
-        )
+            workload.process = subprocess.Popen(
+                program(workload), env=environment, stdout=out, stderr=subprocess.STDOUT
+            )
+        log.info("started %s for %s/%s on %s:%s", "responder" if workload.command else "simulator",
+                 workload.namespace, workload.name, workload.address, workload.port)  # fmt: skip
 
     def _stop(self, workload: Workload) -> None:
         if workload.process and workload.process.poll() is None:

@@ -13,21 +13,30 @@ from typing import Any
 import kopf
 
 from ballast.analysis.providers.prometheus import PrometheusProvider
+from ballast.handlers.indexes import INDEX_NAMES
 from ballast.kubeapi import KubeApi
 from ballast.reconciler import Reconciler
+from ballast.switch_writer import SwitchStatusWriter
+from ballast.switchboard import Switchboard
 from ballast.workloads.render import DEPLOYMENT_LABEL
+from ballast.workloads.responder import DEFAULT_IMAGE
 
 CHILD_LABELS = {DEPLOYMENT_LABEL: kopf.PRESENT}
 PROMETHEUS_URL_VARIABLE = "BALLAST_PROMETHEUS_URL"
+RESPONDER_IMAGE_VARIABLE = "BALLAST_RESPONDER_IMAGE"
 
 
 @kopf.on.startup()
-async def start_reconciler(memo: kopf.Memo, **_: Any) -> None:
+async def start_reconciler(memo: kopf.Memo, **kwargs: Any) -> None:
+    # kopf hands every index to startup handlers as a live view, filled before any event handler runs.
+    board = Switchboard(*(kwargs[name] for name in INDEX_NAMES))
     api = KubeApi.from_environment()
     url = os.environ.get(PROMETHEUS_URL_VARIABLE)
-    reconciler = Reconciler(api, PrometheusProvider(url) if url else None)
+    image = os.environ.get(RESPONDER_IMAGE_VARIABLE) or DEFAULT_IMAGE
+    reconciler = Reconciler(api, PrometheusProvider(url) if url else None, switchboard=board, responder_image=image)
     memo["api"] = api
     memo["reconciler"] = reconciler
+    memo["switches"] = SwitchStatusWriter(api, board, reconciler)
     memo["ticker"] = asyncio.get_running_loop().create_task(reconciler.tick_forever())
 
 
@@ -47,8 +56,10 @@ async def model_deployment_changed(type: str, namespace: str | None, name: str, 
     assert namespace is not None  # ModelDeployments are namespaced
     if type == "DELETED":
         _reconciler(memo).forget(namespace, name)
-        return
-    _reconciler(memo).notify(namespace, name)
+    else:
+        _reconciler(memo).notify(namespace, name)
+    writer: SwitchStatusWriter = memo["switches"]
+    writer.deployment_changed(namespace, name)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)

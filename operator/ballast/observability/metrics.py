@@ -15,6 +15,9 @@ phase = Gauge(
 )
 weight = Gauge("ballast_modeldeployment_weight_percent", "Traffic share per backend.", ["namespace", "name", "backend"])
 decisions = Counter("ballast_decisions", "Automatic and manual decisions.", ["namespace", "name", "action"])
+kill_switch = Gauge(
+    "ballast_kill_switch_engaged", "1 while users of a ModelDeployment get a fallback.", ["namespace", "name"]
+)
 reconcile_seconds = Histogram(
     "ballast_reconcile_duration_seconds",
     "Wall time of one reconcile (observe, decide, act).",
@@ -25,7 +28,10 @@ reconcile_errors = Counter(
 )
 
 
-def record_state(namespace: str, name: str, current: Phase, stable: int, canary: int, fallback: int) -> None:
+def record_state(
+    namespace: str, name: str, current: Phase, stable: int, canary: int, fallback: int, killed: bool
+) -> None:
+    kill_switch.labels(namespace, name).set(1 if killed else 0)
     for candidate in PHASES:
         phase.labels(namespace, name, candidate).set(1 if candidate == current else 0)
     for backend, value in (("stable", stable), ("canary", canary), ("fallback", fallback)):
@@ -34,6 +40,8 @@ def record_state(namespace: str, name: str, current: Phase, stable: int, canary:
 
 def forget(namespace: str, name: str) -> None:
     """Drop the series of a deleted ModelDeployment."""
+    with contextlib.suppress(KeyError):
+        kill_switch.remove(namespace, name)
     for candidate in PHASES:
         with contextlib.suppress(KeyError):
             phase.remove(namespace, name, candidate)

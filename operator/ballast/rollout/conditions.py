@@ -7,26 +7,29 @@ from ballast.api.types import Condition
 from ballast.rollout.observations import Observations
 
 
-def _condition(kind: str, holds: bool, reason: str, message: str) -> Condition:
+def condition(kind: str, holds: bool, reason: str, message: str) -> Condition:
     return Condition(type=kind, status="True" if holds else "False", reason=reason, message=message)
 
 
-def set_conditions(status: ModelDeploymentStatus, observations: Observations, now: str) -> None:
+def set_conditions(
+    status: ModelDeploymentStatus, observations: Observations, now: str, extra: list[Condition] | None = None
+) -> None:
+    """Ready, Progressing, Degraded, MetricsAvailable and `extra`, keeping transition times of unchanged ones."""
     stable = observations.of(status.stable_revision)
     desired = [
-        _condition(
+        condition(
             "Ready",
             stable.available,
             "StableAvailable" if stable.available else "StableUnavailable",
             f"stable revision {status.stable_revision}: {stable.ready_replicas} ready replicas",
         ),
-        _condition(
+        condition(
             "Progressing",
             status.phase in ("Progressing", "Paused", "Promoting"),
             status.phase,
             status.message,
         ),
-        _condition(
+        condition(
             "Degraded",
             status.phase in ("RolledBack", "Failed"),
             status.phase,
@@ -38,19 +41,20 @@ def set_conditions(status: ModelDeploymentStatus, observations: Observations, no
         unreachable = checked.verdict == "Error"
         reason = "; ".join(o.reason for o in checked.objectives if o.verdict == "Error")[:1000]
         desired.append(
-            _condition(
+            condition(
                 "MetricsAvailable",
                 not unreachable,
                 "QueryFailed" if unreachable else "Answering",
                 reason if unreachable else "the metrics provider answers contract checks",
             )
         )
+    desired.extend(extra or [])
     previous = {c.type: c for c in status.conditions}
     merged = []
-    for condition in desired:
-        before = previous.get(condition.type)
-        same = before is not None and before.status == condition.status
-        condition.last_transition_time = before.last_transition_time if same and before else now
-        condition.observed_generation = status.observed_generation
-        merged.append(condition)
+    for wanted in desired:
+        before = previous.get(wanted.type)
+        same = before is not None and before.status == wanted.status
+        wanted.last_transition_time = before.last_transition_time if same and before else now
+        wanted.observed_generation = status.observed_generation
+        merged.append(wanted)
     status.conditions = merged

@@ -7,85 +7,18 @@ written down before anything acts on it, and acting twice changes nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
-from ballast.api.status import (
-    HISTORY_LIMIT,
-    Analysis,
-    HistoryEntry,
-    ModelDeploymentStatus,
-    Phase,
-    RevisionStatus,
-    Weights,
-)
+from ballast.api.status import Analysis, ModelDeploymentStatus, Phase, RevisionStatus, Weights
 from ballast.api.types import parse_duration
+from ballast.rollout import killswitch
 from ballast.rollout.conditions import set_conditions
+from ballast.rollout.context import Context, Decision, Event, set_phase
 from ballast.rollout.observations import Observations
 from ballast.rollout.timestamps import format_time, parse_time
 
-
-@dataclass(frozen=True)
-class Event:
-    type: str  # Normal or Warning
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Decision:
-    status: ModelDeploymentStatus
-    events: tuple[Event, ...] = ()
-    history: tuple[HistoryEntry, ...] = ()
-
-
-@dataclass
-class _Context:
-    spec: ModelDeploymentSpec
-    generation: int
-    now: datetime
-    status: ModelDeploymentStatus
-    observations: Observations
-    events: list[Event] = field(default_factory=list)
-    new_history: list[HistoryEntry] = field(default_factory=list)
-
-    @property
-    def now_text(self) -> str:
-        return format_time(self.now)
-
-    def record(
-        self,
-        action: str,
-        reason: str,
-        message: str,
-        *,
-        revision: str | None,
-        step: int | None = None,
-        warning: bool = False,
-        values: dict[str, float] | None = None,
-        attempt: int | None = None,
-    ) -> None:
-        """An Event and a history entry; the deterministic id keeps a replayed decision from repeating."""
-        decision_id = f"{self.generation}-{revision or 'none'}-{'x' if step is None else step}-{action}"
-        if attempt is not None:
-            decision_id += f"-{attempt}"
-        if any(entry.id == decision_id for entry in self.status.history):
-            return
-        entry = HistoryEntry(
-            id=decision_id,
-            at=self.now_text,
-            action=action,
-            phase=self.status.phase,
-            revision=revision,
-            step=step,
-            reason=reason,
-            message=message,
-            values=values or {},
-        )
-        self.status.history = [*self.status.history, entry][-HISTORY_LIMIT:]
-        self.new_history.append(entry)
-        self.events.append(Event("Warning" if warning else "Normal", reason, message))
+__all__ = ["Decision", "Event", "decide", "replicas_for_share"]
 
 
 def decide(
@@ -97,8 +30,9 @@ def decide(
     now: datetime,
 ) -> Decision:
     """The next status of one ModelDeployment, and the Events and history entries that explain it."""
-    ctx = _Context(spec, generation, now, status.model_copy(deep=True), observations)
+    ctx = Context(spec, generation, now, status.model_copy(deep=True), observations)
     s = ctx.status
+    killswitch.begin(ctx)
     if s.phase == "Failed":
         # Failed means the last spec could not be acted on; this one can: resume where status stands.
         s.phase = "Progressing" if s.canary_revision else "Stable"
@@ -113,20 +47,21 @@ def decide(
     _retire_previous(ctx)
     _collect_garbage(ctx)
     _size_revisions(ctx)
+    killswitch.settle(ctx)
     s.next_check_at = _next_due(ctx)
     s.observed_generation = generation
-    set_conditions(s, ctx.observations, ctx.now_text)
+    set_conditions(s, ctx.observations, ctx.now_text, killswitch.conditions(spec, s, observations))
     return Decision(s, tuple(ctx.events), tuple(ctx.new_history))
 
 
 # ------------------------------------------------------------------------------------ transitions
 
 
-def _revision(ctx: _Context, name: str) -> RevisionStatus | None:
+def _revision(ctx: Context, name: str) -> RevisionStatus | None:
     return next((r for r in ctx.status.revisions if r.name == name), None)
 
 
-def _ensure_revision(ctx: _Context, name: str, role: str) -> RevisionStatus:
+def _ensure_revision(ctx: Context, name: str, role: str) -> RevisionStatus:
     found = _revision(ctx, name)
     if found is None:
         found = RevisionStatus(name=name, role="canary", created_at=ctx.now_text)
@@ -136,28 +71,23 @@ def _ensure_revision(ctx: _Context, name: str, role: str) -> RevisionStatus:
     return found
 
 
-def _set_phase(ctx: _Context, phase: Phase, message: str) -> None:
-    ctx.status.phase = phase
-    ctx.status.message = message
-
-
-def _first_deploy(ctx: _Context, revision: str) -> None:
+def _first_deploy(ctx: Context, revision: str) -> None:
     s = ctx.status
     _ensure_revision(ctx, revision, "stable")
     s.stable_revision = revision
     s.weights = Weights(stable=100, canary=0)
-    _set_phase(ctx, "Stable", f"revision {revision} serves 100%")
+    set_phase(ctx, "Stable", f"revision {revision} serves 100%")
     ctx.record("deploy", "Deployed", f"First revision {revision} serves all traffic", revision=revision)
 
 
-def _retire(ctx: _Context, name: str | None) -> None:
+def _retire(ctx: Context, name: str | None) -> None:
     revision = _revision(ctx, name) if name else None
     if revision is not None and revision.role != "stable":
         revision.role = "retired"
         revision.retire_at = None
 
 
-def _settle_on_stable(ctx: _Context) -> None:
+def _settle_on_stable(ctx: Context) -> None:
     s = ctx.status
     if s.canary_revision is not None and s.phase not in ("RolledBack", "Failed"):
         superseded = s.canary_revision
@@ -174,10 +104,10 @@ def _settle_on_stable(ctx: _Context) -> None:
     s.step_started_at = None
     s.mirror_revision = None
     s.weights = Weights(stable=100, canary=0)
-    _set_phase(ctx, "Stable", f"revision {s.stable_revision} serves 100%")
+    set_phase(ctx, "Stable", f"revision {s.stable_revision} serves 100%")
 
 
-def _start_canary(ctx: _Context, revision: str) -> None:
+def _start_canary(ctx: Context, revision: str) -> None:
     s = ctx.status
     if s.canary_revision is not None:
         superseded = s.canary_revision
@@ -196,11 +126,11 @@ def _start_canary(ctx: _Context, revision: str) -> None:
     s.inconclusive_since = None
     s.inconclusive_checks = 0
     s.weights = Weights(stable=100, canary=0)
-    _set_phase(ctx, "Progressing", f"waiting for canary {revision} to become Available")
+    set_phase(ctx, "Progressing", f"waiting for canary {revision} to become Available")
     ctx.record("canary", "CanaryStarted", f"New revision {revision} starts as a canary", revision=revision)
 
 
-def _rollback(ctx: _Context, reason: str, message: str) -> None:
+def _rollback(ctx: Context, reason: str, message: str) -> None:
     s = ctx.status
     canary = s.canary_revision
     step = s.current_step
@@ -208,11 +138,11 @@ def _rollback(ctx: _Context, reason: str, message: str) -> None:
     s.weights = Weights(stable=100, canary=0)
     s.current_step = None
     s.mirror_revision = None
-    _set_phase(ctx, "RolledBack", f"{message}; stable {s.stable_revision} serves 100%")
+    set_phase(ctx, "RolledBack", f"{message}; stable {s.stable_revision} serves 100%")
     ctx.record("rollback", reason, f"Rolled back canary {canary}: {message}", revision=canary, step=step, warning=True)
 
 
-def _command(ctx: _Context, name: str, token: str | None) -> bool:
+def _command(ctx: Context, name: str, token: str | None) -> bool:
     """True once per new annotation value."""
     if token is None or ctx.status.handled_commands.get(name) == token:
         return False
@@ -220,7 +150,7 @@ def _command(ctx: _Context, name: str, token: str | None) -> bool:
     return True
 
 
-def _progress_canary(ctx: _Context) -> None:
+def _progress_canary(ctx: Context) -> None:
     s, spec, obs = ctx.status, ctx.spec, ctx.observations
     canary = s.canary_revision
     if s.phase == "RolledBack":
@@ -228,6 +158,8 @@ def _progress_canary(ctx: _Context) -> None:
     if _command(ctx, "abort", obs.commands.abort):
         _rollback(ctx, "Aborted", "aborted by annotation")
         return
+    if killswitch.requested(ctx):
+        return  # frozen where it stands while users get a fallback; released, it resumes at the same step
     seen = obs.of(canary)
     if seen.crash_looping:
         _rollback(ctx, "CrashLoop", f"canary pods restarted {seen.restarts} times")
@@ -249,7 +181,7 @@ def _progress_canary(ctx: _Context) -> None:
         return
     if obs.commands.paused:
         if s.phase != "Paused":
-            _set_phase(ctx, "Paused", f"paused by annotation at step {s.current_step + 1}/{len(steps)}")
+            set_phase(ctx, "Paused", f"paused by annotation at step {s.current_step + 1}/{len(steps)}")
             ctx.record("pause", "Paused", "Rollout paused by annotation", revision=canary, step=s.current_step)
         return
     if s.phase == "Paused":
@@ -266,7 +198,7 @@ def _progress_canary(ctx: _Context) -> None:
             waiting = f"{step.pause or spec.rollout.interval} to pass"
         else:
             waiting = "a passing contract check"
-        _set_phase(
+        set_phase(
             ctx,
             _step_phase(ctx, s.current_step),
             f"step {s.current_step + 1}/{len(steps)} at {step.weight}%: waiting for {waiting}",
@@ -297,7 +229,7 @@ def _digest(analysis: Analysis | None) -> object:
     )
 
 
-def _judge(ctx: _Context) -> bool:
+def _judge(ctx: Context) -> bool:
     """Apply a fresh contract check to the canary; True when it rolled the canary back."""
     s, spec = ctx.status, ctx.spec
     analysis = ctx.observations.analysis
@@ -353,7 +285,7 @@ def _judge(ctx: _Context) -> bool:
     return False
 
 
-def _shadowing(ctx: _Context, since: datetime) -> bool:
+def _shadowing(ctx: Context, since: datetime) -> bool:
     """The optional shadow phase: the canary gets a mirror of every request and serves none.
 
     Returns True while the shadow phase holds the rollout.
@@ -361,10 +293,19 @@ def _shadowing(ctx: _Context, since: datetime) -> bool:
     s, shadow = ctx.status, ctx.spec.rollout.shadow
     if shadow is None:
         return False
+    if not ctx.observations.mirror_supported:
+        # A mirror the Gateway cannot carry would fail every request on the rule: skip, and say so.
+        s.mirror_revision = None
+        ctx.record(
+            "shadow-skipped", "ShadowUnsupported",
+            f"Shadow phase of canary {s.canary_revision} skipped: {killswitch.MIRROR_UNSUPPORTED}",
+            revision=s.canary_revision, warning=True,
+        )  # fmt: skip
+        return False
     if s.mirror_revision is None:
         s.mirror_revision = s.canary_revision
         s.step_started_at = ctx.now_text
-        _set_phase(
+        set_phase(
             ctx, "Progressing", f"shadow: canary {s.canary_revision} receives mirrored traffic for {shadow.duration}"
         )
         ctx.record(
@@ -378,12 +319,12 @@ def _shadowing(ctx: _Context, since: datetime) -> bool:
     return bool(shadow.analysis and ctx.spec.contract.objectives) and s.passed_step != SHADOW_STEP
 
 
-def _step_phase(ctx: _Context, index: int) -> Phase:
+def _step_phase(ctx: Context, index: int) -> Phase:
     """The last step hands the canary everything: the rollout is then promoting it."""
     return "Promoting" if index == len(ctx.spec.rollout.effective_steps()) - 1 else "Progressing"
 
 
-def _enter_step(ctx: _Context, index: int) -> None:
+def _enter_step(ctx: Context, index: int) -> None:
     s = ctx.status
     steps = ctx.spec.rollout.effective_steps()
     weight = steps[index].weight
@@ -391,14 +332,14 @@ def _enter_step(ctx: _Context, index: int) -> None:
     s.step_started_at = ctx.now_text
     s.mirror_revision = None
     s.weights = Weights(stable=100 - weight, canary=weight)
-    _set_phase(ctx, _step_phase(ctx, index), f"step {index + 1}/{len(steps)}: canary {s.canary_revision} at {weight}%")
+    set_phase(ctx, _step_phase(ctx, index), f"step {index + 1}/{len(steps)}: canary {s.canary_revision} at {weight}%")
     ctx.record(
         "step", "StepStarted", f"Step {index + 1}/{len(steps)}: canary {s.canary_revision} serves {weight}%",
         revision=s.canary_revision, step=index, values={"weight": float(weight)},
     )  # fmt: skip
 
 
-def _promote(ctx: _Context) -> None:
+def _promote(ctx: Context) -> None:
     s = ctx.status
     old, new = s.stable_revision, s.canary_revision
     assert new is not None
@@ -411,12 +352,21 @@ def _promote(ctx: _Context) -> None:
     s.current_step = None
     s.step_started_at = None
     s.weights = Weights(stable=100, canary=0)
-    _set_phase(ctx, "Stable", f"revision {new} promoted and serves 100%")
+    set_phase(ctx, "Stable", f"revision {new} promoted and serves 100%")
     ctx.record("promote", "Promoted", f"Revision {new} promoted; {old} stays warm until scale-down", revision=new)
 
 
-def _retire_previous(ctx: _Context) -> None:
+def _serving_as_fallback(ctx: Context, revision: str) -> bool:
+    """The previous revision taking the users of an engaged kill switch stays warm until released."""
+    state = ctx.status.kill_switch
+    fallback = next((f for f in ctx.spec.fallbacks if f.name == state.fallback), None)
+    return bool(state.engaged and fallback and fallback.previous_revision and revision == ctx.status.previous_revision)
+
+
+def _retire_previous(ctx: Context) -> None:
     for revision in ctx.status.revisions:
+        if _serving_as_fallback(ctx, revision.name):
+            continue
         if revision.role == "previous" and revision.retire_at and parse_time(revision.retire_at) <= ctx.now:
             revision.role = "retired"
             revision.retire_at = None
@@ -425,7 +375,7 @@ def _retire_previous(ctx: _Context) -> None:
             )
 
 
-def _collect_garbage(ctx: _Context) -> None:
+def _collect_garbage(ctx: Context) -> None:
     """Keep only `revisionHistoryLimit` retired revisions; the shell deletes the workloads of the rest."""
     retired = [r for r in ctx.status.revisions if r.role == "retired" and r.name != ctx.status.canary_revision]
     excess = len(retired) - ctx.spec.rollout.revision_history_limit
@@ -434,7 +384,7 @@ def _collect_garbage(ctx: _Context) -> None:
         ctx.status.revisions = [r for r in ctx.status.revisions if r.name not in dropped]
 
 
-def _size_revisions(ctx: _Context) -> None:
+def _size_revisions(ctx: Context) -> None:
     """Replicas per revision: the spec's count for serving and warm revisions, zero for retired ones.
 
     The service router splits by replica ratio, and its one Service selects every revision's pods,
@@ -463,11 +413,12 @@ def replicas_for_share(total: int, weight: int) -> int:
     return max(1, round(total * weight / 100))
 
 
-def _next_due(ctx: _Context) -> str | None:
+def _next_due(ctx: Context) -> str | None:
     """The earliest time something can change without an event: a step's end, a deadline, a scale-down."""
     s, spec = ctx.status, ctx.spec
     due: list[datetime] = []
-    if s.canary_revision and s.phase in ("Progressing", "Promoting") and s.step_started_at:
+    frozen = killswitch.requested(ctx)
+    if s.canary_revision and s.phase in ("Progressing", "Promoting") and s.step_started_at and not frozen:
         started = parse_time(s.step_started_at)
         if s.current_step is None and s.mirror_revision is not None and spec.rollout.shadow is not None:
             due.append(started + parse_duration(spec.rollout.shadow.duration))
@@ -477,7 +428,7 @@ def _next_due(ctx: _Context) -> str | None:
             step = spec.rollout.effective_steps()[s.current_step]
             if not step.approval:
                 due.append(started + parse_duration(step.pause or spec.rollout.interval))
-    if s.canary_revision and s.inconclusive_since and s.phase in ("Progressing", "Promoting", "Paused"):
+    if s.canary_revision and s.inconclusive_since and s.phase in ("Progressing", "Promoting", "Paused") and not frozen:
         due.append(parse_time(s.inconclusive_since) + parse_duration(spec.rollout.inconclusive_deadline))
-    due.extend(parse_time(r.retire_at) for r in s.revisions if r.retire_at)
+    due.extend(parse_time(r.retire_at) for r in s.revisions if r.retire_at and not _serving_as_fallback(ctx, r.name))
     return format_time(min(due)) if due else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ballast.api.status import Analysis
+from ballast.api.status import Analysis, KillSwitchSource
 
 # A revision whose pods restarted this often is crash-looping: hard evidence, roll back.
 CRASH_LOOP_RESTARTS = 3
@@ -38,11 +38,25 @@ class Commands:
 
 
 @dataclass(frozen=True)
+class FallbackObservation:
+    """Whether a Service or reject fallback can take users now, and if not, why (for a person to fix)."""
+
+    usable: bool
+    problem: str = ""
+
+
+@dataclass(frozen=True)
 class Observations:
     revisions: Mapping[str, RevisionObservation] = field(default_factory=dict)
     commands: Commands = field(default_factory=Commands)
     # A contract check run for this reconcile (the shell runs one per rollout.interval), or None.
     analysis: Analysis | None = None
+    # Engaged KillSwitches and ClusterKillSwitches that select this deployment.
+    switches: tuple[KillSwitchSource, ...] = ()
+    # Service and reject fallbacks by name; a previousRevision fallback is judged from `revisions`.
+    fallbacks: Mapping[str, FallbackObservation] = field(default_factory=dict)
+    # Whether every Gateway the route attaches to can mirror requests (HTTPRouteRequestMirror).
+    mirror_supported: bool = True
 
     def of(self, revision: str | None) -> RevisionObservation:
         return self.revisions.get(revision or "", RevisionObservation(exists=False))

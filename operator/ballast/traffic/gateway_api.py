@@ -10,16 +10,23 @@ from __future__ import annotations
 from typing import Any
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
-from ballast.kubeapi import HTTP_ROUTES, ApiError, KubeApi
+from ballast.kubeapi import GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, ApiError, KubeApi
 from ballast.traffic.router import Backends, Capabilities, Manifest
 from ballast.workloads.render import DEPLOYMENT_LABEL, MANAGED_BY, owner_reference
 
 
 def backend_refs(spec: ModelDeploymentSpec, backends: Backends) -> list[Manifest]:
-    refs = [{"name": backends.stable, "port": spec.traffic.port, "weight": backends.weights.stable}]
+    """Weighted refs; those at weight 0 are left out (unless all are), so a switched route names only its fallback."""
+    refs: list[Manifest] = [{"name": backends.stable, "port": spec.traffic.port, "weight": backends.weights.stable}]
     if backends.canary is not None:
         refs.append({"name": backends.canary, "port": spec.traffic.port, "weight": backends.weights.canary})
-    return refs
+    fallback = backends.fallback
+    if fallback is not None:
+        ref: Manifest = {"name": fallback.name, "port": fallback.port, "weight": backends.weights.fallback}
+        if fallback.namespace is not None:
+            ref["namespace"] = fallback.namespace
+        refs.append(ref)
+    return [r for r in refs if r["weight"] > 0] or refs
 
 
 def _timeouts(spec: ModelDeploymentSpec) -> Manifest:
@@ -81,6 +88,17 @@ def owned_rule_patch(route: Manifest, rule_name: str, refs: list[Manifest]) -> l
     ]  # fmt: skip
 
 
+MIRROR_FEATURE = "HTTPRouteRequestMirror"
+
+
+def supported_features(gateway_class: Manifest) -> set[str] | None:
+    """The features a GatewayClass's controller reports (names, or plain strings before v1.3); None if unknown."""
+    features = (gateway_class.get("status") or {}).get("supportedFeatures")
+    if features is None:
+        return None
+    return {f["name"] if isinstance(f, dict) else str(f) for f in features}
+
+
 def _weights_of(refs: list[Manifest]) -> dict[str, int]:
     return {ref["name"]: int(ref.get("weight", 1)) for ref in refs}
 
@@ -109,6 +127,26 @@ class GatewayApiRouter:
         rules: list[dict[str, Any]] = route.get("spec", {}).get("rules", [])
         rule = next((r for r in rules if r.get("name") == wanted), None)
         return _weights_of(rule.get("backendRefs", [])) if rule else None
+
+    async def can_mirror(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> bool:
+        """Read from each parent Gateway's class; a class that reports no features is trusted."""
+        namespace = md["metadata"]["namespace"]
+        parents: list[Manifest]
+        if spec.traffic.route_ref is None:
+            parents = [p.model_dump(by_alias=True, exclude_none=True) for p in spec.traffic.parent_refs or []]
+        else:
+            route = await api.get(HTTP_ROUTES, namespace, spec.traffic.route_ref.name)
+            parents = list(((route or {}).get("spec") or {}).get("parentRefs") or [])
+        for parent in parents:
+            if parent.get("kind", "Gateway") != "Gateway":
+                continue
+            gateway = await api.get(GATEWAYS, parent.get("namespace") or namespace, parent["name"])
+            class_name = ((gateway or {}).get("spec") or {}).get("gatewayClassName")
+            gateway_class = await api.get(GATEWAY_CLASSES, None, class_name) if class_name else None
+            features = supported_features(gateway_class) if gateway_class else None
+            if features is not None and MIRROR_FEATURE not in features:
+                return False
+        return True
 
     async def finalize(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> None:
         if spec.traffic.route_ref is None:

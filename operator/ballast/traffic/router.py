@@ -16,6 +16,15 @@ Manifest = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class ServiceBackend:
+    """A Service that is not one of the deployment's revisions: a fallback."""
+
+    name: str
+    port: int
+    namespace: str | None = None  # set only for another namespace (a ReferenceGrant allows it)
+
+
+@dataclass(frozen=True)
 class Backends:
     """The Services traffic is split across (names), and the split."""
 
@@ -23,6 +32,7 @@ class Backends:
     canary: str | None
     weights: Weights
     mirror: str | None = None  # a Service that receives a copy of every request and answers nobody
+    fallback: ServiceBackend | None = None  # takes `weights.fallback` percent
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,9 @@ class Router(Protocol):
 
     async def finalize(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> None:
         """Remove what this router created for the ModelDeployment (when the router changes)."""
+
+    async def can_mirror(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> bool:
+        """Whether every Gateway in front of the deployment can mirror requests (shadow, traffic capture)."""
 
 
 def router_for(name: str) -> Router:

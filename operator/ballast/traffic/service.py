@@ -47,3 +47,6 @@ class ServiceRouter:
 
     async def finalize(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> None:
         await api.delete(SERVICES, md["metadata"]["namespace"], md["metadata"]["name"])
+
+    async def can_mirror(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> bool:
+        return False

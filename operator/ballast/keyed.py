@@ -1,0 +1,50 @@
+"""One worker per key: runs of a key never overlap, and requests during a run coalesce into one more.
+
+The reconciler and the switch status writer both work this way: any number of events ask, one
+pass at a time acts on fresh state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+
+
+class KeyedRunner(Generic[K]):
+    def __init__(self, work: Callable[[K], Awaitable[None]], on_error: Callable[[K, Exception], None]) -> None:
+        self.work = work
+        self.on_error = on_error
+        self.locks: dict[K, asyncio.Lock] = {}
+        self.pending: set[K] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def notify(self, key: K) -> None:
+        """Ask for a run of `key`; coalesces with one already waiting."""
+        if key in self.pending:
+            return
+        self.pending.add(key)
+        task = asyncio.get_running_loop().create_task(self._run(key))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def forget(self, key: K) -> None:
+        lock = self.locks.get(key)
+        if lock is not None and not lock.locked() and key not in self.pending:
+            del self.locks[key]
+
+    async def _run(self, key: K) -> None:
+        lock = self.locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            self.pending.discard(key)
+            try:
+                await self.work(key)
+            except Exception as error:  # a failed run is the caller's to retry; it never kills the operator
+                self.on_error(key, error)
+
+    async def idle(self) -> None:
+        """Wait until no run is pending (tests)."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)

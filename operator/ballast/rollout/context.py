@@ -1,0 +1,78 @@
+"""What one decision works on: the spec, the new status being built, and what it records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ballast.api.modeldeployment import ModelDeploymentSpec
+from ballast.api.status import HISTORY_LIMIT, HistoryEntry, ModelDeploymentStatus, Phase
+from ballast.rollout.observations import Observations
+from ballast.rollout.timestamps import format_time
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: ModelDeploymentStatus
+    events: tuple[Event, ...] = ()
+    history: tuple[HistoryEntry, ...] = ()
+
+
+@dataclass
+class Context:
+    spec: ModelDeploymentSpec
+    generation: int
+    now: datetime
+    status: ModelDeploymentStatus
+    observations: Observations
+    events: list[Event] = field(default_factory=list)
+    new_history: list[HistoryEntry] = field(default_factory=list)
+
+    @property
+    def now_text(self) -> str:
+        return format_time(self.now)
+
+    def record(
+        self,
+        action: str,
+        reason: str,
+        message: str,
+        *,
+        revision: str | None,
+        step: int | None = None,
+        warning: bool = False,
+        values: dict[str, float] | None = None,
+        attempt: int | str | None = None,
+    ) -> None:
+        """An Event and a history entry; the deterministic id keeps a replayed decision from repeating."""
+        decision_id = f"{self.generation}-{revision or 'none'}-{'x' if step is None else step}-{action}"
+        if attempt is not None:
+            decision_id += f"-{attempt}"
+        if any(entry.id == decision_id for entry in self.status.history):
+            return
+        entry = HistoryEntry(
+            id=decision_id,
+            at=self.now_text,
+            action=action,
+            phase=self.status.phase,
+            revision=revision,
+            step=step,
+            reason=reason,
+            message=message,
+            values=values or {},
+        )
+        self.status.history = [*self.status.history, entry][-HISTORY_LIMIT:]
+        self.new_history.append(entry)
+        self.events.append(Event("Warning" if warning else "Normal", reason, message))
+
+
+def set_phase(ctx: Context, phase: Phase, message: str) -> None:
+    ctx.status.phase = phase
+    ctx.status.message = message

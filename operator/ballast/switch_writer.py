@@ -1,0 +1,122 @@
+"""KillSwitch and ClusterKillSwitch: a switch event reconciles every ModelDeployment it selects, at once.
+
+The writer also keeps each switch's status (what it holds, which deployment uses which fallback,
+which cannot be switched), computed from memory and written only when it changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from ballast.api.killswitch import KillSwitchStatus
+from ballast.keyed import KeyedRunner
+from ballast.kubeapi import CLUSTER_KILL_SWITCHES, KILL_SWITCHES, ApiError, KubeApi
+from ballast.reconciler import Reconciler
+from ballast.rollout.switch_report import switch_status
+from ballast.rollout.timestamps import format_time
+from ballast.switchboard import Switchboard, switch_of
+
+log = logging.getLogger("ballast.switches")
+SwitchKey = tuple[str, str, str]  # kind, namespace ('' for cluster-scoped), name
+Key = tuple[str, str]
+
+
+def switch_key(body: Mapping[str, Any]) -> SwitchKey:
+    metadata = body["metadata"]
+    return (body["kind"], metadata.get("namespace") or "", metadata["name"])
+
+
+class SwitchStatusWriter:
+    def __init__(
+        self,
+        api: KubeApi,
+        board: Switchboard,
+        reconciler: Reconciler,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.api = api
+        self.board = board
+        self.reconciler = reconciler
+        self.clock = clock
+        self.runner: KeyedRunner[SwitchKey] = KeyedRunner(self._write, self._failed)
+        self.selected: dict[SwitchKey, set[Key]] = {}
+        self.generations: dict[SwitchKey, int] = {}
+
+    def switch_changed(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """Act on the watch event: every deployment selected before or now reconciles right away."""
+        key = switch_key(body)
+        before = self.selected.get(key, set())
+        if event_type == "DELETED":
+            self.selected.pop(key, None)
+            self.generations.pop(key, None)
+            now: set[Key] = set()
+        else:
+            now = {(d.namespace, d.name) for d in self.board.selected_by(switch_of(body))}
+            self.selected[key] = now
+            generation = int(body["metadata"].get("generation", 0))
+            if self.generations.get(key) == generation and before == now:
+                return  # our own status write, or a resync: nothing to switch
+            self.generations[key] = generation
+            self.runner.notify(key)
+        for namespace, name in before | now:
+            self.reconciler.notify(namespace, name)
+
+    def deployment_changed(self, namespace: str, name: str) -> None:
+        """A ModelDeployment's labels or kill-switch state changed: refresh the switches that select it."""
+        entry = self.board.deployment(namespace, name)
+        labels = self.board.namespace_labels(namespace)
+        for switch in self.board.switches_for(namespace):
+            selected = self.selected.setdefault(switch.key, set())
+            selects = entry is not None and switch.selects(namespace, name, entry.labels, labels)
+            if selects or (namespace, name) in selected:
+                (selected.add if selects else selected.discard)((namespace, name))
+                self.runner.notify(switch.key)
+
+    def namespace_changed(self, namespace: str) -> None:
+        """Namespace labels decide what a ClusterKillSwitch's namespaceSelector selects."""
+        if not self.board.has_cluster_switches():
+            return
+        for entry in self.board.deployments_in(namespace):
+            self.reconciler.notify(namespace, entry.name)
+            self.deployment_changed(namespace, entry.name)
+
+    async def _write(self, key: SwitchKey) -> None:
+        kind, namespace, name = key
+        switch = self.board.switch(key)
+        if switch is None:
+            return
+        resource = KILL_SWITCHES if kind == "KillSwitch" else CLUSTER_KILL_SWITCHES
+        body = await self.api.get(resource, namespace or None, name)
+        if body is None:
+            return
+        before = KillSwitchStatus.model_validate(body.get("status") or {})
+        after = switch_status(
+            switch,
+            body["metadata"].get("generation"),
+            before,
+            self.board.selected_by(switch),
+            format_time(self.clock()),
+        )
+        if _comparable(after) == _comparable(before):
+            return
+        patch = after.model_dump(by_alias=True, exclude_none=True, mode="json")
+        for field in before.model_dump(by_alias=True, exclude_none=True):
+            patch.setdefault(field, None)
+        await self.api.patch_status(resource, namespace or None, name, patch, body["metadata"]["resourceVersion"])
+
+    def _failed(self, key: SwitchKey, error: Exception) -> None:
+        if isinstance(error, ApiError) and error.status == 409:
+            self.runner.notify(key)  # written in between: compute again on fresh state
+            return
+        log.warning("status of %s %s/%s not written (%s); retrying on the next event", *key, error)
+
+
+def _comparable(status: KillSwitchStatus) -> object:
+    """What a person reads: transition times alone never cause a write."""
+    data = status.model_dump(mode="json")
+    for condition in data["conditions"]:
+        condition.pop("last_transition_time", None)
+    return data

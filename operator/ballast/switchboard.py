@@ -1,0 +1,113 @@
+"""The operator's in-memory view of switches, namespaces, ReferenceGrants and ModelDeployments.
+
+kopf keeps these indexes from watch events (handlers/indexes.py) and runs no handler before they
+are filled, so a restarted operator never mistakes a switch it has not read yet for a released one.
+Every look-up here is memory only: a switch finds its targets without an API call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ballast.api.killswitch import ClusterKillSwitchSpec, KillSwitchSpec
+from ballast.api.status import KillSwitchSource
+from ballast.rollout.switches import DeploymentEntry, Labels, Switch, engaged_sources
+from ballast.traffic.grants import Grant, cross_namespace_problem
+
+# kopf's Index is a Mapping of keys to Stores (iterables of what the index handler returned).
+IndexView = Mapping[Any, Iterable[Any]]
+CLUSTER_KEY = "*"
+
+
+def deployment_entry(body: Mapping[str, Any]) -> DeploymentEntry:
+    metadata = body["metadata"]
+    state = (body.get("status") or {}).get("killSwitch") or {}
+    conditions = {c.get("type"): c for c in (body.get("status") or {}).get("conditions") or []}
+    engaged = conditions.get("KillSwitchEngaged") or {}
+    refused = engaged.get("message") if engaged.get("reason") == "NoUsableFallback" else None
+    return DeploymentEntry(
+        namespace=metadata["namespace"],
+        name=metadata["name"],
+        labels=dict(metadata.get("labels") or {}),
+        engaged=bool(state.get("engaged")),
+        fallback=state.get("fallback"),
+        since=state.get("engagedAt"),
+        refused=refused,
+    )
+
+
+def switch_of(body: Mapping[str, Any]) -> Switch:
+    """A Switch from a KillSwitch or ClusterKillSwitch body (admission has validated the spec)."""
+    metadata = body["metadata"]
+    managers = metadata.get("managedFields") or []
+    creator = managers[0].get("manager") if managers else None
+    created = metadata.get("creationTimestamp")
+    if body["kind"] == "KillSwitch":
+        spec = KillSwitchSpec.model_validate(body["spec"])
+        return Switch("KillSwitch", metadata["name"], metadata["namespace"], spec, created, creator)
+    cluster_spec = ClusterKillSwitchSpec.model_validate(body["spec"])
+    return Switch("ClusterKillSwitch", metadata["name"], None, cluster_spec, created, creator)
+
+
+def _values(index: IndexView, key: Any) -> list[Any]:
+    return list(index[key]) if key in index else []
+
+
+class Switchboard:
+    def __init__(
+        self,
+        namespaced_switches: IndexView,
+        cluster_switches: IndexView,
+        namespaces: IndexView,
+        grants: IndexView,
+        deployments: IndexView,
+    ) -> None:
+        self._namespaced = namespaced_switches  # namespace -> its KillSwitches
+        self._cluster = cluster_switches  # CLUSTER_KEY -> every ClusterKillSwitch
+        self._namespaces = namespaces  # namespace name -> its labels
+        self._grants = grants  # namespace -> ReferenceGrants in it
+        self._deployments = deployments  # namespace -> DeploymentEntry
+
+    def namespace_labels(self, namespace: str) -> Labels:
+        found = _values(self._namespaces, namespace)
+        labels: Labels = found[0] if found else {}
+        return labels
+
+    def switches_for(self, namespace: str) -> list[Switch]:
+        """The switches that could select a ModelDeployment of `namespace`."""
+        return _values(self._namespaced, namespace) + _values(self._cluster, CLUSTER_KEY)
+
+    def switch(self, key: tuple[str, str, str]) -> Switch | None:
+        kind, namespace, _ = key
+        candidates = (
+            _values(self._cluster, CLUSTER_KEY) if kind == "ClusterKillSwitch" else _values(self._namespaced, namespace)
+        )
+        return next((s for s in candidates if s.key == key), None)
+
+    def has_cluster_switches(self) -> bool:
+        return bool(_values(self._cluster, CLUSTER_KEY))
+
+    def sources_for(self, namespace: str, name: str, labels: Labels) -> tuple[KillSwitchSource, ...]:
+        return engaged_sources(self.switches_for(namespace), namespace, name, labels, self.namespace_labels(namespace))
+
+    def deployments_in(self, namespace: str) -> list[DeploymentEntry]:
+        return _values(self._deployments, namespace)
+
+    def deployment(self, namespace: str, name: str) -> DeploymentEntry | None:
+        return next((d for d in self.deployments_in(namespace) if d.name == name), None)
+
+    def selected_by(self, switch: Switch) -> list[DeploymentEntry]:
+        """Every ModelDeployment the switch selects (engaged or not), in namespace/name order."""
+        namespaces = [switch.namespace] if switch.namespace is not None else sorted(self._deployments)
+        found = [
+            entry
+            for namespace in namespaces
+            for entry in self.deployments_in(namespace)
+            if switch.selects(namespace, entry.name, entry.labels, self.namespace_labels(namespace))
+        ]
+        return sorted(found, key=lambda e: (e.namespace, e.name))
+
+    def grant_problem(self, from_namespace: str, to_namespace: str, service: str) -> str:
+        grants: list[Grant] = _values(self._grants, to_namespace)
+        return cross_namespace_problem(grants, from_namespace, to_namespace, service)

@@ -1,0 +1,139 @@
+"""Helpers the e2e tests share: ModelDeployments, status polling, routes and real requests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+from ballast.devstack import loadgen
+from ballast.devstack.cluster import Cluster, wait_until
+from ballast.devstack.dataplane import DataPlane
+from ballast.devstack.loadgen import LoadReport
+
+GATEWAY_PARENT = [{"name": "ai-gateway", "namespace": "gateway-system"}]
+
+
+def model_deployment(
+    name: str,
+    namespace: str,
+    *,
+    latency: str = "0.01",
+    steps: list[dict[str, Any]] | None = None,
+    traffic: dict[str, Any] | None = None,
+    replicas: int = 2,
+    rollout: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "ballast.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "model": {
+                "name": "sim-model",
+                "image": "model-server:simulated",
+                "replicas": replicas,
+                "env": [{"name": "SIM_LATENCY", "value": latency}],
+            },
+            "traffic": traffic or {"parentRefs": GATEWAY_PARENT, "hostnames": [f"{name}.{namespace}.test"]},
+            "rollout": {
+                "interval": "2s",
+                "steps": steps or [{"weight": 30, "approval": True}, {"weight": 100}],
+                **(rollout or {}),
+            },
+        },
+    }
+
+
+def apply(cluster: Cluster, manifest: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest))
+
+
+def status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    body = json.loads(cluster.kubectl("get", "mdep", name, "-n", namespace, "-o", "json").stdout)
+    result: dict[str, Any] = body.get("status") or {}
+    return result
+
+
+def wait_status(
+    cluster: Cluster, namespace: str, name: str, what: str, check: Any, timeout: float = 60
+) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
+    def holds() -> bool:
+        seen.clear()
+        seen.update(status(cluster, namespace, name))
+        return bool(check(seen))
+
+    wait_until(holds, timeout, f"{namespace}/{name}: {what}")
+    return seen
+
+
+def route_weights(cluster: Cluster, namespace: str, route: str, rule: str = "split") -> dict[str, int]:
+    body = json.loads(cluster.kubectl("get", "httproute", route, "-n", namespace, "-o", "json").stdout)
+    found = next(r for r in body["spec"]["rules"] if r.get("name") == rule)
+    return {ref["name"]: ref["weight"] for ref in found["backendRefs"]}
+
+
+def wait_exists(cluster: Cluster, kind: str, name: str, namespace: str) -> None:
+    """Status is written before the children are applied: wait for the object itself."""
+    wait_until(
+        lambda: cluster.kubectl("get", kind, name, "-n", namespace, check=False).returncode == 0,
+        30,
+        f"{kind} {namespace}/{name} to exist",
+    )
+
+
+def wait_available(cluster: Cluster, deployment: str, namespace: str) -> None:
+    """Poll (kubectl wait fails at once on a Deployment that is being recreated)."""
+
+    def available() -> bool:
+        result = cluster.kubectl("get", "deployment", deployment, "-n", namespace, "-o", "json", check=False)
+        if result.returncode != 0:
+            return False
+        conditions = json.loads(result.stdout).get("status", {}).get("conditions", [])
+        return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
+
+    wait_until(available, 60, f"deployment {namespace}/{deployment} to be Available")
+
+
+def send(data_plane: DataPlane, host: str, total: int = 200) -> LoadReport:
+    return loadgen.run(
+        f"{data_plane.gateway_url}/v1/chat/completions",
+        total=total,
+        rate=400,
+        concurrency=16,
+        host=host,
+        max_seconds=60,
+    )
+
+
+def served_only_by(report: LoadReport, workload: str) -> bool:
+    return report.by_status == {200: report.sent} and all(b.startswith(f"{workload}-") for b in report.by_backend)
+
+
+def wait_serving(data_plane: DataPlane, host: str, workload: str) -> None:
+    wait_until(lambda: served_only_by(send(data_plane, host, 20), workload), 30, f"{host} served only by {workload}")
+
+
+def change_template(cluster: Cluster, namespace: str, name: str, latency: str) -> None:
+    patch = {"spec": {"model": {"env": [{"name": "SIM_LATENCY", "value": latency}]}}}
+    cluster.kubectl("patch", "mdep", name, "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+
+
+def annotate(cluster: Cluster, namespace: str, name: str, annotation: str) -> None:
+    cluster.kubectl("annotate", "mdep", name, "-n", namespace, "--overwrite", annotation)
+
+
+def start_canary(
+    cluster: Cluster, data_plane: DataPlane, namespace: str, name: str, manifest: dict[str, Any] | None = None
+) -> tuple[str, str]:
+    """Deploy, wait until served, change the template; return (stable, canary) once at the first step."""
+    apply(cluster, manifest or model_deployment(name, namespace))
+    first = wait_status(cluster, namespace, name, "Stable", lambda s: s.get("phase") == "Stable")
+    stable = first["stableRevision"]
+    wait_serving(data_plane, f"{name}.{namespace}.test", f"{name}-{stable}")
+    change_template(cluster, namespace, name, "0.02")
+    at_step = wait_status(cluster, namespace, name, "canary at 30%", lambda s: s.get("weights", {}).get("canary") == 30)
+    return stable, at_step["canaryRevision"]
