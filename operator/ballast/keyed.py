@@ -44,7 +44,8 @@ class KeyedRunner(Generic[K]):
             except Exception as error:  # a failed run is the caller's to retry; it never kills the operator
                 self.on_error(key, error)
 
-    async def idle(self) -> None:
-        """Wait until no run is pending (tests)."""
-        while self.tasks:
-            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+    async def stop(self) -> None:
+        """Cancel every run (shutdown: state is in status, the next operator resumes from there)."""
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*list(self.tasks), return_exceptions=True)

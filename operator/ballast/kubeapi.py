@@ -7,6 +7,8 @@ the same desired object twice changes nothing and other managers' fields are lef
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import ssl
 from dataclasses import dataclass
@@ -18,6 +20,9 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 FIELD_MANAGER = "ballast"
+# Requests in flight at once. Beyond this they wait here, in order, rather than in httpx's connection pool,
+# whose scheduling costs grow with the queue (measured: most of the operator's CPU with 200 queued).
+IN_FLIGHT = 8
 Object = dict[str, Any]
 
 
@@ -76,14 +81,28 @@ def _client_from_configuration(configuration: Any, timeout: float) -> httpx.Asyn
     if token:
         prefix = configuration.api_key_prefix.get("authorization", "")
         headers["Authorization"] = f"{prefix} {token}".strip() if not token.startswith("Bearer") else token
+    limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
     return httpx.AsyncClient(
-        base_url=configuration.host, verify=verify, headers=headers, timeout=httpx.Timeout(timeout)
+        base_url=configuration.host, verify=verify, headers=headers, timeout=httpx.Timeout(timeout), limits=limits
     )
+
+
+def _digest(body: Object) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _version(body: Object) -> str:
+    """What changes when anyone changes the object's spec: its generation, else its resourceVersion."""
+    metadata = body.get("metadata") or {}
+    return str(metadata.get("generation") or metadata.get("resourceVersion") or "")
 
 
 class KubeApi:
     def __init__(self, http: httpx.AsyncClient) -> None:
         self.http = http
+        self.gate = asyncio.Semaphore(IN_FLIGHT)
+        # What this process last applied, per object: (digest of the body, version the API server answered).
+        self.applied: dict[tuple[str, str, str], tuple[str, str]] = {}
 
     @classmethod
     def from_environment(cls, kubeconfig: str | None = None, timeout: float = 30.0) -> KubeApi:
@@ -100,8 +119,16 @@ class KubeApi:
     async def close(self) -> None:
         await self.http.aclose()
 
+    def wrote(self, resource: Resource, body: Object) -> bool:
+        """Whether `body` is what this process last applied, unchanged in spec since (its own write's echo, or a
+        status update by someone else)."""
+        metadata = body["metadata"]
+        recorded = self.applied.get((resource.plural, metadata.get("namespace") or "", metadata["name"]))
+        return recorded is not None and recorded[1] == _version(body)
+
     async def _request(self, method: str, path: str, **kwargs: Any) -> Object | None:
-        response = await self.http.request(method, path, **kwargs)
+        async with self.gate:
+            response = await self.http.request(method, path, **kwargs)
         if response.status_code == 404 and method == "GET":
             return None
         if response.status_code >= 400:
@@ -121,9 +148,18 @@ class KubeApi:
         found = await self._request("GET", resource.path(namespace), params=params)
         return list((found or {}).get("items", []))
 
-    async def apply(self, resource: Resource, body: Object) -> Object:
-        """Server-side apply of `body` (which carries apiVersion, kind and metadata)."""
+    async def apply(self, resource: Resource, body: Object, current: Object | None = None) -> Object | None:
+        """Server-side apply of `body` (which carries apiVersion, kind and metadata).
+
+        With `current` (the object as last observed), nothing is sent when this process already applied
+        the same body and nobody has changed the object since; a change by anyone else is re-applied.
+        Returns the object the API server answered, or None when nothing was sent.
+        """
         metadata = body["metadata"]
+        key = (resource.plural, metadata.get("namespace") or "", metadata["name"])
+        digest = _digest(body)
+        if current is not None and self.applied.get(key) == (digest, _version(current)):
+            return None
         path = resource.path(metadata.get("namespace"), metadata["name"])
         result = await self._request(
             "PATCH",
@@ -133,6 +169,7 @@ class KubeApi:
             headers={"Content-Type": "application/apply-patch+yaml"},
         )
         assert result is not None
+        self.applied[key] = (digest, _version(result))
         return result
 
     async def json_patch(self, resource: Resource, namespace: str, name: str, operations: list[Object]) -> Object:
@@ -165,6 +202,7 @@ class KubeApi:
         return result
 
     async def delete(self, resource: Resource, namespace: str, name: str) -> None:
+        self.applied.pop((resource.plural, namespace, name), None)
         try:
             await self._request("DELETE", resource.path(namespace, name), json={"propagationPolicy": "Background"})
         except ApiError as error:

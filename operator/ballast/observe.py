@@ -78,10 +78,13 @@ async def _service_problem(
         problem = board.grant_problem(own, namespace, name) if board else "ReferenceGrants are not watched"
         if problem:
             return problem
-    service = await api.get(SERVICES, namespace, name)
-    if service is None:
+    if board is not None and board.knows_services:
+        ports = board.service_ports(namespace, name)
+    else:
+        service = await api.get(SERVICES, namespace, name)
+        ports = [p.get("port") for p in (service.get("spec") or {}).get("ports") or []] if service else None
+    if ports is None:
         return f"Service {namespace}/{name} not found"
-    ports = [p.get("port") for p in (service.get("spec") or {}).get("ports") or []]
     if port not in ports:
         return f"Service {namespace}/{name} has no port {port} (it has {', '.join(map(str, ports)) or 'none'})"
     return ""

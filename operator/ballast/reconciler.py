@@ -24,17 +24,9 @@ from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.revision import revision_hash, revision_inputs
 from ballast.api.status import Analysis, ModelDeploymentStatus
 from ballast.api.types import Condition, parse_duration
+from ballast.children import Children, ChildSet, ListedChildren
 from ballast.keyed import KeyedRunner
-from ballast.kubeapi import (
-    CONTROLLER_REVISIONS,
-    DEPLOYMENTS,
-    HPAS,
-    MODEL_DEPLOYMENTS,
-    PODS,
-    SERVICES,
-    ApiError,
-    KubeApi,
-)
+from ballast.kubeapi import CONTROLLER_REVISIONS, DEPLOYMENTS, HPAS, MODEL_DEPLOYMENTS, SERVICES, ApiError, KubeApi
 from ballast.observability import metrics
 from ballast.observability.events import log_decisions, post_events
 from ballast.observe import commands_of, fallback_service, observe_fallbacks, observe_revisions, revision_of
@@ -85,8 +77,10 @@ class Reconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         switchboard: Switchboard | None = None,
         responder_image: str = DEFAULT_IMAGE,
+        children: Children | None = None,
     ) -> None:
         self.api = api
+        self.children = children or ListedChildren(api)
         self.provider = provider
         self.clock = clock
         self.switchboard = switchboard
@@ -98,6 +92,7 @@ class Reconciler:
         self.checks: dict[Key, asyncio.Task[None]] = {}
         self.verdicts: dict[Key, Analysis] = {}
         self.due: dict[Key, datetime] = {}
+        self.written: dict[Key, str] = {}  # the resourceVersion of the last status this reconciler wrote
         # Which deployments route to a Service or read grants of a namespace: their events reconcile them.
         self.fallback_services: dict[Key, set[Key]] = {}
         self.grant_namespaces: dict[str, set[Key]] = {}
@@ -108,14 +103,25 @@ class Reconciler:
         """Ask for a reconcile; coalesces with one already waiting."""
         self.runner.notify((namespace, name))
 
+    def changed(self, namespace: str, name: str, resource_version: str) -> None:
+        """A watch event of the ModelDeployment: reconcile, unless it is the echo of this reconciler's own write."""
+        if self.written.get((namespace, name)) != resource_version:
+            self.notify(namespace, name)
+
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         self.due.pop(key, None)
         self.last_check.pop(key, None)
         self.verdicts.pop(key, None)
+        self.written.pop(key, None)
         self._watch_references(key, set(), set())
         self.runner.forget(key)
         metrics.forget(namespace, name)
+
+    async def stop(self) -> None:
+        for check in list(self.checks.values()):
+            check.cancel()
+        await self.runner.stop()
 
     def service_changed(self, namespace: str, name: str) -> None:
         for key in list(self.fallback_services.get((namespace, name), ())):
@@ -168,15 +174,10 @@ class Reconciler:
             await self._report_invalid(md, status, error)
             return
         key = (namespace, name)
-        selector = f"{render.DEPLOYMENT_LABEL}={name}"
-        deployments, pods, revisions = await asyncio.gather(
-            self.api.list_all(DEPLOYMENTS, namespace, selector),
-            self.api.list_all(PODS, namespace, selector),
-            self.api.list_all(CONTROLLER_REVISIONS, namespace, selector),
-        )
+        children = await self.children.of(namespace, name)
         router = router_for(spec.traffic.router)
         fallbacks, mirror_supported = await asyncio.gather(
-            observe_fallbacks(self.api, self.switchboard, md, spec, deployments),
+            observe_fallbacks(self.api, self.switchboard, md, spec, children.deployments),
             router.can_mirror(self.api, md, spec) if _wants_mirror(spec) else _true(),
         )
         services = {ref[:2] for f in spec.fallbacks if (ref := fallback_service(md, f))}
@@ -185,7 +186,7 @@ class Reconciler:
         desired = revision_hash(md["spec"])
         now = self.clock()
         observations = Observations(
-            revisions=observe_revisions(deployments, pods),
+            revisions=observe_revisions(children.deployments, children.pods),
             commands=commands_of(md),
             analysis=self._check_if_due(key, spec, status, now),
             switches=self.switchboard.sources_for(namespace, name, labels) if self.switchboard else (),
@@ -199,6 +200,7 @@ class Reconciler:
                 MODEL_DEPLOYMENTS, namespace, name, status_patch(status, decision.status),
                 md["metadata"]["resourceVersion"],
             )  # fmt: skip
+            self.written[key] = md["metadata"]["resourceVersion"]
         # Events go out beside the act step: a person reads them, traffic must not wait for them.
         events = asyncio.create_task(post_events(self.api, md, decision.events, now))
         try:
@@ -208,17 +210,17 @@ class Reconciler:
             weights = decision.status.weights
             metrics.record_state(namespace, name, decision.status.phase, weights.stable, weights.canary,
                                  weights.fallback, decision.status.kill_switch.engaged)  # fmt: skip
-            templates = {r["metadata"]["labels"][render.REVISION_LABEL]: r["data"] for r in revisions}
+            templates = {r["metadata"]["labels"][render.REVISION_LABEL]: r["data"] for r in children.revisions}
             # A kill switch moving users touches only the route: it goes first, before any workload write.
             rerouted = (status.weights.fallback, status.weights.fallback_name) != (
                 weights.fallback,
                 weights.fallback_name,
             )
             if rerouted:
-                await self._route(md, spec, decision.status)
-            await self._act(md, spec, decision.status, desired, templates, deployments)
+                await self._route(md, spec, decision.status, children)
+            await self._act(md, spec, decision.status, desired, templates, children)
             if not rerouted:
-                await self._route(md, spec, decision.status)
+                await self._route(md, spec, decision.status, children)
         finally:
             await events
         self._schedule(key, spec, decision.status, now)
@@ -277,9 +279,12 @@ class Reconciler:
         status: ModelDeploymentStatus,
         desired: str,
         templates: dict[str, Any],
-        deployments: list[Manifest],
+        children: ChildSet,
     ) -> None:
-        """Make the workloads match the status: one per revision, the reject responder, garbage removed."""
+        """Make the workloads match the status: one per revision, the reject responder, garbage removed.
+
+        Each write is skipped when the observed child is what this process last wrote and nobody changed it.
+        """
         namespace, name = md["metadata"]["namespace"], md["metadata"]["name"]
         if desired not in templates:
             record = render.controller_revision(md, desired, revision_inputs(md["spec"]), len(templates) + 1)
@@ -294,44 +299,51 @@ class Reconciler:
                 )
                 continue
             template = render.pod_template(inputs, spec)
+            workload = render.workload_name(name, revision.name)
             await self.api.apply(
-                DEPLOYMENTS, render.deployment(md, spec, revision.name, revision.role, revision.replicas, template)
+                DEPLOYMENTS, render.deployment(md, spec, revision.name, revision.role, revision.replicas, template),
+                children.named(DEPLOYMENTS, workload),
+            )  # fmt: skip
+            await self.api.apply(
+                SERVICES, render.service(md, spec, revision.name, revision.role), children.named(SERVICES, workload)
             )
-            await self.api.apply(SERVICES, render.service(md, spec, revision.name, revision.role))
             scaler = render.autoscaler(md, spec, revision.name)
             if scaler is not None and revision.role in ("stable", "canary"):
                 await self.api.apply(HPAS, scaler)
             elif spec.model.autoscaling is not None:
                 await self.api.delete(HPAS, namespace, render.workload_name(name, revision.name))
-        await self._act_responder(md, spec, deployments)
-        for deployment in deployments:
+        await self._act_responder(md, spec, children)
+        for deployment in children.deployments:
             revision_name = revision_of(deployment)
             if revision_name is not None and revision_name not in kept:
                 workload = render.workload_name(name, revision_name)
                 for resource in (DEPLOYMENTS, SERVICES, HPAS, CONTROLLER_REVISIONS):
                     await self.api.delete(resource, namespace, workload)
 
-    async def _act_responder(self, md: Manifest, spec: ModelDeploymentSpec, deployments: list[Manifest]) -> None:
+    async def _act_responder(self, md: Manifest, spec: ModelDeploymentSpec, children: ChildSet) -> None:
         """The reject responder runs while the spec has a reject fallback, so a kill switch finds it warm."""
         reject = next((f.reject for f in spec.fallbacks if f.reject is not None), None)
-        if reject is not None:
-            await self.api.apply(DEPLOYMENTS, responder_deployment(md, reject, self.responder_image))
-            await self.api.apply(SERVICES, responder_service(md))
-            return
         responder = responder_name(md["metadata"]["name"])
-        if any(d["metadata"]["name"] == responder for d in deployments):
+        if reject is not None:
+            deployment = responder_deployment(md, reject, self.responder_image)
+            await self.api.apply(DEPLOYMENTS, deployment, children.named(DEPLOYMENTS, responder))
+            await self.api.apply(SERVICES, responder_service(md), children.named(SERVICES, responder))
+            return
+        if children.named(DEPLOYMENTS, responder) or children.named(SERVICES, responder):
             for resource in (DEPLOYMENTS, SERVICES):
                 await self.api.delete(resource, md["metadata"]["namespace"], responder)
 
-    async def _route(self, md: Manifest, spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> None:
+    async def _route(
+        self, md: Manifest, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, children: ChildSet
+    ) -> None:
         backends = backends_for(md, spec, status)
         if backends is None:
             return
         router = router_for(spec.traffic.router)
-        await router.reconcile(self.api, md, spec, backends)
+        await router.reconcile(self.api, md, spec, backends, children.named(*router.owned(md)))
         # A router switch leaves the other router's objects behind: remove them.
         other = router_for("service" if spec.traffic.router == "gateway-api" else "gateway-api")
-        if spec.traffic.route_ref is None:
+        if spec.traffic.route_ref is None and children.named(*other.owned(md)) is not None:
             await other.finalize(self.api, md, spec)
 
     async def _report_invalid(self, md: Manifest, status: ModelDeploymentStatus, error: ValidationError) -> None:

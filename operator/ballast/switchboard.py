@@ -62,12 +62,14 @@ class Switchboard:
         namespaces: IndexView,
         grants: IndexView,
         deployments: IndexView,
+        services: IndexView | None = None,
     ) -> None:
         self._namespaced = namespaced_switches  # namespace -> its KillSwitches
         self._cluster = cluster_switches  # CLUSTER_KEY -> every ClusterKillSwitch
         self._namespaces = namespaces  # namespace name -> its labels
         self._grants = grants  # namespace -> ReferenceGrants in it
         self._deployments = deployments  # namespace -> DeploymentEntry
+        self._services = services  # (namespace, name) -> the Service's ports; None: ask the API server
 
     def namespace_labels(self, namespace: str) -> Labels:
         found = _values(self._namespaces, namespace)
@@ -111,3 +113,13 @@ class Switchboard:
     def grant_problem(self, from_namespace: str, to_namespace: str, service: str) -> str:
         grants: list[Grant] = _values(self._grants, to_namespace)
         return cross_namespace_problem(grants, from_namespace, to_namespace, service)
+
+    @property
+    def knows_services(self) -> bool:
+        return self._services is not None
+
+    def service_ports(self, namespace: str, name: str) -> list[int] | None:
+        """The ports of a Service, or None when it does not exist (only when `knows_services`)."""
+        found = _values(self._services, (namespace, name)) if self._services is not None else []
+        ports: list[int] | None = found[0] if found else None
+        return ports

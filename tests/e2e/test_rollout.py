@@ -147,9 +147,7 @@ def test_deleted_children_are_recreated(
     wait_serving(data_plane, f"heal.{namespace}.test", f"heal-{revision}")
     cluster.kubectl("delete", "httproute", "heal", "-n", namespace)
     cluster.kubectl("delete", "deployment", f"heal-{revision}", "-n", namespace)
-    cluster.kubectl(
-        "wait", f"deployment/heal-{revision}", "-n", namespace, "--for=condition=Available", "--timeout=60s"
-    )
+    wait_available(cluster, f"heal-{revision}", namespace)  # polls: `kubectl wait` fails on a missing object
     wait_until(
         lambda: cluster.kubectl("get", "httproute", "heal", "-n", namespace, check=False).returncode == 0,
         30,

@@ -24,37 +24,18 @@ from ballast.rollout.switches import DeploymentEntry, Switch, engaged_sources, s
 from ballast.traffic.backends import backends_for
 from ballast.traffic.gateway_api import backend_refs, build_http_route, supported_features
 from ballast.traffic.grants import Grant, GrantFrom, GrantTo, cross_namespace_problem
-from tests.unit.test_rollout_core import EVENTS, READY, SWITCH, Run, replay
+from tests.unit.test_rollout_core import EVENTS, READY, SWITCH, Run, replay, spec
 
 RULES_OK = FallbackObservation(usable=True)
 
 
 def switched_spec(**kill_switch: Any) -> ModelDeploymentSpec:
-    return ModelDeploymentSpec.model_validate(
-        {
-            "model": {"name": "m", "image": "i", "replicas": 2},
-            "traffic": {"parentRefs": [{"name": "gw"}]},
-            "rollout": {
-                "interval": "10s",
-                "scaleDownDelay": "10m",
-                "steps": [{"weight": 10, "pause": "1m"}, {"weight": 50, "approval": True}, {"weight": 100}],
-            },
-            "fallbacks": [
-                {"name": "rules", "service": {"name": "faq-rules", "port": 8080}},
-                {"name": "previous", "previousRevision": True},
-                {"name": "sorry", "reject": {}},
-            ],
-            "killSwitch": kill_switch or {"fallback": "rules"},
-        }
-    )
-
-
-def canary_at_step(run: Run) -> None:
-    run.step("aaa")
-    run.observed = {"aaa": READY, "bbb": READY}
-    run.step("bbb")
-    run.step("bbb", 1)
-    assert (run.status.current_step, run.status.weights.canary) == (0, 10)
+    fallbacks = [
+        {"name": "rules", "service": {"name": "faq-rules", "port": 8080}},
+        {"name": "previous", "previousRevision": True},
+        {"name": "sorry", "reject": {}},
+    ]
+    return spec({"fallbacks": fallbacks, "killSwitch": kill_switch or {"fallback": "rules"}})
 
 
 # ----------------------------------------------------------------------------------- the core
@@ -85,7 +66,7 @@ def test_engaging_routes_everyone_to_the_fallback_and_records_why() -> None:
 def test_releasing_mid_canary_resumes_the_same_step_with_its_pause_restarted() -> None:
     run = Run(switched_spec())
     run.fallbacks = {"rules": RULES_OK}
-    canary_at_step(run)
+    run.to_first_step()
     run.switches = (SWITCH,)
     assert run.step("bbb", 5).status.weights.fallback == 100
     assert run.step("bbb", 3600).status.current_step == 0  # frozen: an hour of kill switch is no step
@@ -118,7 +99,7 @@ def test_no_usable_fallback_leaves_traffic_unchanged_and_names_every_problem() -
         "rules": FallbackObservation(False, "Service ns/faq-rules not found"),
         "sorry": FallbackObservation(False, "the responder Deployment m-reject is not Available yet"),
     }
-    canary_at_step(run)
+    run.to_first_step()
     run.switches = (SWITCH,)
     refused = run.step("bbb", 1)
     assert (refused.status.weights.stable, refused.status.weights.canary, refused.status.weights.fallback) == (

@@ -17,7 +17,8 @@ T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 READY = RevisionObservation(available=True, ready_replicas=2)
 
 
-def spec(**rollout: Any) -> ModelDeploymentSpec:
+def spec(extra: dict[str, Any] | None = None, **rollout: Any) -> ModelDeploymentSpec:
+    """Three steps (10% for 1m, 50% until approved, 100%); `extra` adds top-level spec fields."""
     return ModelDeploymentSpec.model_validate(
         {
             "model": {"name": "m", "image": "i", "replicas": 2},
@@ -29,6 +30,7 @@ def spec(**rollout: Any) -> ModelDeploymentSpec:
                 "steps": [{"weight": 10, "pause": "1m"}, {"weight": 50, "approval": True}, {"weight": 100}],
                 **rollout,
             },
+            **(extra or {}),
         }
     )
 
@@ -59,6 +61,14 @@ class Run:
         self.status = decision.status
         self.decisions.append(decision)
         return decision
+
+    def to_first_step(self) -> None:
+        """Stable `aaa`, then canary `bbb` (both Available) at its first step."""
+        self.step("aaa")
+        self.observed = {"aaa": READY, "bbb": READY}
+        self.step("bbb")
+        self.step("bbb", 1)
+        assert self.status.current_step == 0
 
 
 def test_first_deploy_is_stable_at_once() -> None:
@@ -136,10 +146,7 @@ def test_crash_looping_pods_roll_back_at_once() -> None:
 
 def test_abort_returns_everything_to_stable_once_per_token() -> None:
     run = Run()
-    run.step("aaa")
-    run.observed = {"aaa": READY, "bbb": READY}
-    run.step("bbb")
-    run.step("bbb", 1)
+    run.to_first_step()
     assert run.status.weights.canary == 10
     run.commands = Commands(abort="now")
     decision = run.step("bbb")
@@ -149,10 +156,7 @@ def test_abort_returns_everything_to_stable_once_per_token() -> None:
 
 def test_pause_and_resume() -> None:
     run = Run()
-    run.step("aaa")
-    run.observed = {"aaa": READY, "bbb": READY}
-    run.step("bbb")
-    run.step("bbb", 1)
+    run.to_first_step()
     run.commands = Commands(paused=True)
     assert run.step("bbb", 3600).status.phase == "Paused"
     assert run.status.weights.canary == 10
@@ -390,11 +394,7 @@ def judged(run: Run, revision: str, analysis: Any, seconds: float = 0) -> Decisi
 
 def canary_at_first_step(model_spec: ModelDeploymentSpec) -> Run:
     run = Run(model_spec)
-    run.step("aaa")
-    run.observed = {"aaa": READY, "bbb": READY}
-    run.step("bbb")
-    run.step("bbb", 1)
-    assert run.status.current_step == 0
+    run.to_first_step()
     return run
 
 

@@ -96,7 +96,9 @@ def local_stack(rbac: Path, scrape_interval: str = "1s") -> Iterator[tuple[Clust
     from ballast.devstack.dataplane import DataPlane
 
     binaries = ensure_all(progress=lambda line: print(line, file=sys.stderr))
-    with tempfile.TemporaryDirectory(prefix="ballast-bench-") as folder:
+    # BALLAST_BENCH_DIR keeps the stack's folder (logs, audit log) for a look afterwards.
+    kept = os.environ.get("BALLAST_BENCH_DIR")
+    with contextlib.nullcontext(kept) if kept else tempfile.TemporaryDirectory(prefix="ballast-bench-") as folder:
         cluster = Cluster(binaries, Path(folder))
         try:
             cluster.start()

@@ -6,6 +6,7 @@ after a restart already knows every engaged switch: a switched deployment never 
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
@@ -15,6 +16,9 @@ from pydantic import ValidationError
 from ballast.rollout.switches import DeploymentEntry, Switch
 from ballast.switchboard import CLUSTER_KEY, deployment_entry, switch_of
 from ballast.traffic.grants import Grant, grant_of
+from ballast.workloads.render import DEPLOYMENT_LABEL
+
+CHILD_LABELS = {DEPLOYMENT_LABEL: kopf.PRESENT}
 
 log = logging.getLogger("ballast.indexes")
 
@@ -54,10 +58,75 @@ def ballast_model_deployments(body: kopf.Body, namespace: str | None, **_: Any) 
     return {namespace: deployment_entry(body)}
 
 
+@kopf.index("", "v1", "services")
+def ballast_services(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> Any:
+    """Every Service's ports: fallback Services are checked without an API call."""
+    return {(namespace, name): [p.get("port") for p in (body.get("spec") or {}).get("ports") or []]}
+
+
 INDEX_NAMES = (
     "ballast_namespaced_switches",
     "ballast_cluster_switches",
     "ballast_namespaces",
     "ballast_reference_grants",
     "ballast_model_deployments",
+    "ballast_services",
+)
+
+
+# The children of every ModelDeployment, by (namespace, deployment): a reconcile reads them from memory.
+def _child_key(namespace: str | None, labels: kopf.Labels) -> tuple[str | None, str]:
+    return (namespace, labels[DEPLOYMENT_LABEL])
+
+
+def _trimmed(body: kopf.Body, *, spec: bool = False, status: bool = False) -> dict[str, Any]:
+    """What a reconcile reads of a child: metadata always, spec and status when asked (a copy, not a live view)."""
+    metadata = body["metadata"]
+    kept: dict[str, Any] = {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {
+            key: copy.deepcopy(metadata[key])
+            for key in ("name", "namespace", "labels", "annotations", "generation", "resourceVersion")
+            if key in metadata
+        },
+    }
+    if spec:
+        kept["spec"] = copy.deepcopy(dict(body.get("spec") or {}))
+    if status:
+        kept["status"] = copy.deepcopy(dict(body.get("status") or {}))
+    return kept
+
+
+@kopf.index("apps", "v1", "deployments", labels=CHILD_LABELS)
+def ballast_child_deployments(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
+    return {_child_key(namespace, labels): _trimmed(body, status=True)}
+
+
+@kopf.index("", "v1", "pods", labels=CHILD_LABELS)
+def ballast_child_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
+    return {_child_key(namespace, labels): _trimmed(body, status=True)}
+
+
+@kopf.index("apps", "v1", "controllerrevisions", labels=CHILD_LABELS)
+def ballast_child_revisions(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
+    return {_child_key(namespace, labels): {**_trimmed(body), "data": copy.deepcopy(body.get("data"))}}
+
+
+@kopf.index("", "v1", "services", labels=CHILD_LABELS)
+def ballast_child_services(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
+    return {_child_key(namespace, labels): _trimmed(body)}
+
+
+@kopf.index("gateway.networking.k8s.io", "v1", "httproutes", labels=CHILD_LABELS)
+def ballast_child_routes(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
+    return {_child_key(namespace, labels): _trimmed(body)}
+
+
+CHILD_INDEX_NAMES = (
+    "ballast_child_deployments",
+    "ballast_child_pods",
+    "ballast_child_revisions",
+    "ballast_child_services",
+    "ballast_child_routes",
 )

@@ -13,15 +13,15 @@ from typing import Any
 import kopf
 
 from ballast.analysis.providers.prometheus import PrometheusProvider
-from ballast.handlers.indexes import INDEX_NAMES
-from ballast.kubeapi import KubeApi
+from ballast.children import IndexedChildren
+from ballast.handlers.indexes import CHILD_INDEX_NAMES, CHILD_LABELS, INDEX_NAMES
+from ballast.kubeapi import HTTP_ROUTES, SERVICES, KubeApi
 from ballast.reconciler import Reconciler
 from ballast.switch_writer import SwitchStatusWriter
 from ballast.switchboard import Switchboard
 from ballast.workloads.render import DEPLOYMENT_LABEL
 from ballast.workloads.responder import DEFAULT_IMAGE
 
-CHILD_LABELS = {DEPLOYMENT_LABEL: kopf.PRESENT}
 PROMETHEUS_URL_VARIABLE = "BALLAST_PROMETHEUS_URL"
 RESPONDER_IMAGE_VARIABLE = "BALLAST_RESPONDER_IMAGE"
 
@@ -33,7 +33,10 @@ async def start_reconciler(memo: kopf.Memo, **kwargs: Any) -> None:
     api = KubeApi.from_environment()
     url = os.environ.get(PROMETHEUS_URL_VARIABLE)
     image = os.environ.get(RESPONDER_IMAGE_VARIABLE) or DEFAULT_IMAGE
-    reconciler = Reconciler(api, PrometheusProvider(url) if url else None, switchboard=board, responder_image=image)
+    children = IndexedChildren(*(kwargs[name] for name in CHILD_INDEX_NAMES))
+    reconciler = Reconciler(
+        api, PrometheusProvider(url) if url else None, switchboard=board, responder_image=image, children=children
+    )
     memo["api"] = api
     memo["reconciler"] = reconciler
     memo["switches"] = SwitchStatusWriter(api, board, reconciler)
@@ -43,6 +46,8 @@ async def start_reconciler(memo: kopf.Memo, **kwargs: Any) -> None:
 @kopf.on.cleanup()
 async def stop_reconciler(memo: kopf.Memo, **_: Any) -> None:
     memo["ticker"].cancel()
+    await memo["reconciler"].stop()
+    await memo["switches"].runner.stop()
     await memo["api"].close()
 
 
@@ -52,21 +57,34 @@ def _reconciler(memo: Any) -> Reconciler:
 
 
 @kopf.on.event("ballast.dev", "v1alpha1", "modeldeployments")
-async def model_deployment_changed(type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+async def model_deployment_changed(
+    type: str, namespace: str | None, name: str, meta: kopf.Meta, memo: Any, **_: Any
+) -> None:
     assert namespace is not None  # ModelDeployments are namespaced
     if type == "DELETED":
         _reconciler(memo).forget(namespace, name)
     else:
-        _reconciler(memo).notify(namespace, name)
+        _reconciler(memo).changed(namespace, name, str(meta.get("resourceVersion")))
     writer: SwitchStatusWriter = memo["switches"]
     writer.deployment_changed(namespace, name)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
-@kopf.on.event("", "v1", "services", labels=CHILD_LABELS)
 @kopf.on.event("", "v1", "pods", labels=CHILD_LABELS)
-@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=CHILD_LABELS)
 async def child_changed(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
-    """A child changed or vanished (a deleted route or Deployment is recreated by the reconcile)."""
+    """A workload changed (readiness, restarts) or vanished (a deleted Deployment is recreated)."""
     if namespace is not None:
         _reconciler(memo).notify(namespace, labels[DEPLOYMENT_LABEL])
+
+
+@kopf.on.event("", "v1", "services", labels=CHILD_LABELS)
+@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=CHILD_LABELS)
+async def routing_changed(
+    type: str | None, body: kopf.Body, labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    """A Service or route changed by someone else, or vanished; the echo of the operator's own write, and the
+    Gateway writing a route's status, change nothing the operator owns."""
+    reconciler = _reconciler(memo)
+    resource = HTTP_ROUTES if body.get("kind") == "HTTPRoute" else SERVICES
+    if namespace is not None and (type == "DELETED" or not reconciler.api.wrote(resource, dict(body))):
+        reconciler.notify(namespace, labels[DEPLOYMENT_LABEL])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
-from ballast.kubeapi import GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, ApiError, KubeApi
+from ballast.kubeapi import GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, ApiError, KubeApi, Resource
 from ballast.traffic.router import Backends, Capabilities, Manifest
 from ballast.workloads.render import DEPLOYMENT_LABEL, MANAGED_BY, owner_reference
 
@@ -106,10 +106,12 @@ def _weights_of(refs: list[Manifest]) -> dict[str, int]:
 class GatewayApiRouter:
     capabilities = Capabilities(weights=True, header_match=True, mirror=True, fallback_service=True)
 
-    async def reconcile(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec, backends: Backends) -> None:
+    async def reconcile(
+        self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec, backends: Backends, current: Manifest | None
+    ) -> None:
         ref = spec.traffic.route_ref
         if ref is None:
-            await api.apply(HTTP_ROUTES, build_http_route(md, spec, backends))
+            await api.apply(HTTP_ROUTES, build_http_route(md, spec, backends), current)
             return
         route = await api.get(HTTP_ROUTES, md["metadata"]["namespace"], ref.name)
         if route is None:
@@ -147,6 +149,9 @@ class GatewayApiRouter:
             if features is not None and MIRROR_FEATURE not in features:
                 return False
         return True
+
+    def owned(self, md: Manifest) -> tuple[Resource, str]:
+        return HTTP_ROUTES, md["metadata"]["name"]
 
     async def finalize(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> None:
         if spec.traffic.route_ref is None:

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.status import Weights
-from ballast.kubeapi import KubeApi
+from ballast.kubeapi import KubeApi, Resource
 
 Manifest = dict[str, Any]
 
@@ -46,14 +46,19 @@ class Capabilities:
 class Router(Protocol):
     capabilities: Capabilities
 
-    async def reconcile(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec, backends: Backends) -> None:
-        """Make the routing objects exist and carry `backends` (idempotent)."""
+    async def reconcile(
+        self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec, backends: Backends, current: Manifest | None
+    ) -> None:
+        """Make the routing objects exist and carry `backends` (idempotent); `current`: the object as observed."""
 
     async def read_weights(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> dict[str, int] | None:
         """The weights the routing objects carry now, by Service name; None when they are missing."""
 
     async def finalize(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> None:
         """Remove what this router created for the ModelDeployment (when the router changes)."""
+
+    def owned(self, md: Manifest) -> tuple[Resource, str]:
+        """The kind and name of the object this router owns for the deployment."""
 
     async def can_mirror(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> bool:
         """Whether every Gateway in front of the deployment can mirror requests (shadow, traffic capture)."""

@@ -8,7 +8,7 @@ decision core sets from the weights.
 from __future__ import annotations
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
-from ballast.kubeapi import DEPLOYMENTS, SERVICES, KubeApi
+from ballast.kubeapi import DEPLOYMENTS, SERVICES, KubeApi, Resource
 from ballast.traffic.router import Backends, Capabilities, Manifest
 from ballast.workloads.render import DEPLOYMENT_LABEL, MANAGED_BY, owner_reference
 
@@ -34,8 +34,13 @@ def build_service(md: Manifest, spec: ModelDeploymentSpec) -> Manifest:
 class ServiceRouter:
     capabilities = Capabilities(weights=False, header_match=False, mirror=False, fallback_service=False)
 
-    async def reconcile(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec, backends: Backends) -> None:
-        await api.apply(SERVICES, build_service(md, spec))
+    async def reconcile(
+        self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec, backends: Backends, current: Manifest | None
+    ) -> None:
+        await api.apply(SERVICES, build_service(md, spec), current)
+
+    def owned(self, md: Manifest) -> tuple[Resource, str]:
+        return SERVICES, md["metadata"]["name"]
 
     async def read_weights(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> dict[str, int] | None:
         """The share of ready replicas per revision workload, in percent."""
