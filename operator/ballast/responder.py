@@ -33,6 +33,9 @@ def handler_for(status: int, message: str, retry_after: int, served_by: str) -> 
     class Responder(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def version_string(self) -> str:
+            return "ballast-responder"  # no runtime details in the Server header
+
         def _answer(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             if length:

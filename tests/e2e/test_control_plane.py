@@ -103,17 +103,28 @@ def test_the_gateway_api_schema_refuses_bad_weights(cluster: Cluster, namespace:
         ("create", "httproutes.gateway.networking.k8s.io", True),
         ("create", "events", True),
         ("update", "modeldeployments.ballast.dev", False),
+        ("patch", "modeldeployments.ballast.dev", False),  # never the spec: GitOps sees no drift
         ("create", "secrets", False),
         ("get", "secrets", False),
         ("delete", "namespaces", False),
         ("create", "referencegrants.gateway.networking.k8s.io", False),
         ("create", "pods", False),
+        # Kill switches: read switches, write their status; read grants, namespaces and Gateway classes.
+        ("watch", "clusterkillswitches.ballast.dev", True),
+        ("patch", "killswitches.ballast.dev/status", True),
+        ("update", "killswitches.ballast.dev", False),
+        ("watch", "referencegrants.gateway.networking.k8s.io", True),
+        ("watch", "namespaces", True),
+        ("get", "gatewayclasses.gateway.networking.k8s.io", True),
+        ("patch", "gatewayclasses.gateway.networking.k8s.io", False),
     ],
 )
 def test_the_operator_identity_has_exactly_its_role(
     cluster: Cluster, operator_kubeconfig: Path, verb: str, resource: str, allowed: bool
 ) -> None:
-    result = cluster.kubectl("auth", "can-i", verb, resource, "-A", kubeconfig=operator_kubeconfig, check=False)
+    kind, _, subresource = resource.partition("/")  # `can-i` reads kind/name; a subresource is a flag
+    scope = [f"--subresource={subresource}"] if subresource else []
+    result = cluster.kubectl("auth", "can-i", verb, kind, *scope, "-A", kubeconfig=operator_kubeconfig, check=False)
     assert result.stdout.strip() == ("yes" if allowed else "no"), result.stderr
 
 
