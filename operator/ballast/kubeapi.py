@@ -30,6 +30,12 @@ class ApiError(RuntimeError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
+        self.message = message
+
+    @property
+    def namespace_terminating(self) -> bool:
+        """A write into a namespace being deleted: its ModelDeployments go with it, nothing to retry."""
+        return self.status == 403 and "because it is being terminated" in self.message
 
 
 @dataclass(frozen=True)

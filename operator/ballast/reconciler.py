@@ -145,6 +145,9 @@ class Reconciler:
         try:
             await self.reconcile(*key)
         except ApiError as error:
+            if error.namespace_terminating:
+                log.debug("%s/%s: its namespace is being deleted; not retrying", *key)
+                return
             if error.status != 409:
                 raise
             self.notify(*key)  # someone wrote in between: decide again on fresh state
