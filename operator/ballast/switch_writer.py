@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from ballast.api.killswitch import KillSwitchStatus
 from ballast.keyed import KeyedRunner
 from ballast.kubeapi import CLUSTER_KILL_SWITCHES, KILL_SWITCHES, ApiError, KubeApi
@@ -54,7 +56,11 @@ class SwitchStatusWriter:
             self.generations.pop(key, None)
             now: set[Key] = set()
         else:
-            now = {(d.namespace, d.name) for d in self.board.selected_by(switch_of(body))}
+            try:
+                switch = switch_of(body)
+            except ValidationError:
+                return  # the index refused it too, and said why; it selects nothing
+            now = {(d.namespace, d.name) for d in self.board.selected_by(switch)}
             self.selected[key] = now
             generation = int(body["metadata"].get("generation", 0))
             if self.generations.get(key) == generation and before == now:

@@ -1,0 +1,129 @@
+"""The in-memory view and the switch writer: which deployments a switch event reconciles, and switch status."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ballast.rollout.switches import DeploymentEntry
+from ballast.switch_writer import SwitchStatusWriter
+from ballast.switchboard import CLUSTER_KEY, Switchboard, deployment_entry, switch_of
+from ballast.traffic.grants import grant_of
+
+
+def switch_body(kind: str, name: str, spec: dict[str, Any], namespace: str | None = None, generation: int = 1) -> Any:
+    metadata: dict[str, Any] = {"name": name, "generation": generation, "creationTimestamp": "2026-11-27T10:00:00Z",
+                                "managedFields": [{"manager": "kubectl-client-side-apply"}]}  # fmt: skip
+    if namespace:
+        metadata["namespace"] = namespace
+    return {"kind": kind, "metadata": metadata, "spec": {"reason": "incident", **spec}}
+
+
+class FakeReconciler:
+    def __init__(self) -> None:
+        self.notified: list[tuple[str, str]] = []
+
+    def notify(self, namespace: str, name: str) -> None:
+        self.notified.append((namespace, name))
+
+
+class FakeApi:
+    def __init__(self, bodies: dict[str, Any]) -> None:
+        self.bodies = bodies
+        self.patches: list[tuple[str, dict[str, Any]]] = []
+
+    async def get(self, resource: Any, namespace: str | None, name: str) -> Any:
+        body = self.bodies.get(name)
+        return {**body, "metadata": {**body["metadata"], "resourceVersion": "7"}} if body else None
+
+    async def patch_status(self, resource: Any, namespace: str | None, name: str, status: Any, version: str) -> Any:
+        self.patches.append((name, status))
+        return {}
+
+
+def board(switches: list[Any], deployments: list[DeploymentEntry], namespaces: dict[str, dict[str, str]]) -> Any:
+    namespaced: dict[Any, list[Any]] = {}
+    cluster: dict[Any, list[Any]] = {}
+    for body in switches:
+        switch = switch_of(body)
+        (
+            namespaced.setdefault(switch.namespace, []) if switch.namespace else cluster.setdefault(CLUSTER_KEY, [])
+        ).append(switch)
+    by_namespace: dict[str, list[DeploymentEntry]] = {}
+    for entry in deployments:
+        by_namespace.setdefault(entry.namespace, []).append(entry)
+    services = {("a", "rules"): [[8080]]}  # a kopf index: every key holds a store of values
+    return Switchboard(namespaced, cluster, {k: [v] for k, v in namespaces.items()}, {}, by_namespace, services)
+
+
+FLEET = [
+    DeploymentEntry("prod-1", "bot", {"tier": "external"}),
+    DeploymentEntry("prod-1", "internal", {"tier": "internal"}),
+    DeploymentEntry("prod-2", "bot", {"tier": "external"}, engaged=True, fallback="rules", since="t"),
+    DeploymentEntry("dev", "bot", {"tier": "external"}),
+]
+NAMESPACES = {"prod-1": {"env": "prod"}, "prod-2": {"env": "prod"}, "dev": {"env": "dev"}}
+CLUSTER_SWITCH = switch_body(
+    "ClusterKillSwitch", "outage",
+    {"namespaceSelector": {"matchLabels": {"env": "prod"}}, "selector": {"matchLabels": {"tier": "external"}}},
+)  # fmt: skip
+
+
+async def test_a_switch_event_reconciles_what_it_selects_before_and_after_a_change() -> None:
+    view = board([CLUSTER_SWITCH], FLEET, NAMESPACES)
+    reconciler = FakeReconciler()
+    writer = SwitchStatusWriter(FakeApi({"outage": CLUSTER_SWITCH}), view, reconciler)  # type: ignore[arg-type]
+    writer.switch_changed(None, CLUSTER_SWITCH)
+    assert sorted(reconciler.notified) == [("prod-1", "bot"), ("prod-2", "bot")]
+    reconciler.notified.clear()
+    writer.switch_changed("MODIFIED", CLUSTER_SWITCH)  # its own status write: same generation, same targets
+    assert reconciler.notified == []
+    narrowed = switch_body("ClusterKillSwitch", "outage", {"namespaces": ["prod-1"]}, generation=2)
+    view = board([narrowed], FLEET, NAMESPACES)
+    writer.board = view
+    writer.switch_changed("MODIFIED", narrowed)  # prod-2/bot is let go, prod-1/internal newly held
+    assert sorted(reconciler.notified) == [("prod-1", "bot"), ("prod-1", "internal"), ("prod-2", "bot")]
+    await writer.runner.stop()
+
+
+async def test_switch_status_names_each_selected_deployment_and_is_written_once() -> None:
+    view = board([CLUSTER_SWITCH], FLEET, NAMESPACES)
+    api = FakeApi({"outage": CLUSTER_SWITCH})
+    writer = SwitchStatusWriter(api, view, FakeReconciler())  # type: ignore[arg-type]
+    writer.switch_changed(None, CLUSTER_SWITCH)
+    while writer.runner.tasks:
+        await asyncio.gather(*writer.runner.tasks)
+    ((name, status),) = api.patches
+    assert name == "outage"
+    assert status["matched"] == 2
+    assert status["deployments"] == [
+        {"namespace": "prod-1", "name": "bot"},
+        {"namespace": "prod-2", "name": "bot", "fallback": "rules", "since": "t"},
+    ]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Switching")
+
+
+def test_the_view_reads_sources_grants_and_services_from_memory() -> None:
+    view = board([CLUSTER_SWITCH, switch_body("KillSwitch", "mine", {"modelDeployments": ["bot"]}, "dev")],
+                 FLEET, NAMESPACES)  # fmt: skip
+    sources = view.sources_for("dev", "bot", {"tier": "external"})
+    assert [(s.kind, s.name, s.requested_by) for s in sources] == [("KillSwitch", "mine", "kubectl-client-side-apply")]
+    assert [s.name for s in view.sources_for("prod-1", "bot", {"tier": "external"})] == ["outage"]
+    assert view.service_ports("a", "rules") == [8080]
+    assert view.service_ports("a", "missing") is None
+    assert view.grant_problem("apps", "shared", "rules").startswith("no ReferenceGrant in namespace shared")
+
+
+def test_index_entries_read_the_bodies_kopf_hands_over() -> None:
+    entry = deployment_entry({
+        "metadata": {"namespace": "a", "name": "bot", "labels": {"team": "x"}},
+        "status": {"killSwitch": {"engaged": False}, "conditions": [
+            {"type": "KillSwitchEngaged", "status": "False", "reason": "NoUsableFallback", "message": "rules: gone"}]},
+    })  # fmt: skip
+    assert (entry.labels, entry.engaged, entry.refused) == ({"team": "x"}, False, "rules: gone")
+    grant = grant_of({"metadata": {"namespace": "shared", "name": "g"}, "spec": {
+        "from": [{"group": "ballast.dev", "kind": "ModelDeployment", "namespace": "apps"}],
+        "to": [{"group": "", "kind": "Service"}]}})  # fmt: skip
+    assert grant.permits("ballast.dev", "ModelDeployment", "apps", "anything")
+    assert not grant.permits("ballast.dev", "ModelDeployment", "other", "anything")
