@@ -107,6 +107,8 @@ def settle(ctx: Context) -> None:
             f"Kill switch requested by {_switch_names(ctx)} but no fallback can take users, so traffic is "
             f"unchanged: {reasons}",
             revision=stable, warning=True, attempt=state.episode,
+            values={"stableWeight": float(s.weights.stable), "canaryWeight": float(s.weights.canary),
+                    "usableFallbacks": 0.0},
         )  # fmt: skip
         return
     capture = _capture(ctx)
@@ -131,7 +133,7 @@ def settle(ctx: Context) -> None:
         ctx.record(
             "kill-fallback", "FallbackChanged",
             f"Fallback {state.fallback} can no longer take users ({'; '.join(problems)}); users get {fallback}",
-            revision=stable, warning=True, attempt=f"{state.episode}.{changes}",
+            revision=stable, warning=True, attempt=f"{state.episode}.{changes}", values={"fallbackWeight": 100.0},
         )  # fmt: skip
     state.fallback, state.captured = fallback, capture
     state.resume = ResumeState(phase=s.phase, step=s.current_step, weights=s.weights.model_copy())
