@@ -5,15 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ballast.devstack.dataplane import GATEWAY_NAME, GATEWAY_NAMESPACE, MODEL_LABEL, REVISION_LABEL
+from ballast.devstack.demo import RESTRICTED
 
-# What Pod Security `restricted` demands of every container.
-RESTRICTED = {
-    "runAsNonRoot": True,
-    "runAsUser": 10001,
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
+__all__ = ["RESTRICTED", "deployment", "http_route", "revision"]
 
 
 def deployment(

@@ -12,6 +12,7 @@ import yaml
 
 from ballast.api.validation import validate_manifest
 from ballast.devstack.cluster import Cluster, wait_until
+from ballast.devstack.dataplane import DataPlane
 from tests.e2e.conftest import OPERATOR_USER, ROOT
 from tests.e2e.manifests import deployment
 from tests.examples import InvalidExample, invalid_examples, valid_examples
@@ -48,7 +49,8 @@ def test_invalid_example_is_refused_by_the_api_server_with_the_validate_message(
     assert any(example.expected in line and line in result.stderr for line in offline), (offline, result.stderr)
 
 
-def test_a_deployment_becomes_available_on_kwok_nodes(cluster: Cluster, namespace: str) -> None:
+def test_a_deployment_becomes_available_on_kwok_nodes(cluster: Cluster, data_plane: DataPlane, namespace: str) -> None:
+    """Scheduled by the real scheduler onto kwok nodes; Ready once the supervisor (the kubelet here) serves it."""
     cluster.apply([deployment("server", namespace, replicas=2)])
     cluster.kubectl("wait", "deployment/server", "-n", namespace, "--for=condition=Available", "--timeout=60s")
     pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-o", "json").stdout)["items"]

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -235,7 +236,7 @@ class Cluster:
             ],
         )
         stages = self.workdir / "kwok-stages.yaml"
-        stages.write_text("\n---\n".join(p.read_text() for p in self.binaries.kwok_stages))
+        stages.write_text(yaml.safe_dump_all([_not_ready_until_served(p) for p in self.binaries.kwok_stages]))
         self.spawn(
             "kwok",
             [
@@ -359,3 +360,29 @@ class Cluster:
             if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
         ]
         return len(ready) >= self.nodes
+
+
+# kwok's pod-ready stage makes a pod Ready the moment it runs. A kubelet's readiness probe waits for
+# the server to answer, and so does Ballast before it sends a canary traffic: the pod starts NotReady
+# and the supervisor, playing the kubelet, marks it Ready once its simulator accepts connections.
+_NOT_READY = (
+    ('  status: "True"\n  type: Ready\n', '  status: "False"\n  type: Ready\n'),
+    ('  status: "True"\n  type: ContainersReady\n', '  status: "False"\n  type: ContainersReady\n'),
+    (
+        "  name: {{ .name | Quote }}\n  ready: true\n  restartCount: 0\n  state:\n    running:",
+        "  name: {{ .name | Quote }}\n  ready: false\n  restartCount: 0\n  state:\n    running:",
+    ),
+)
+
+
+def _not_ready_until_served(path: Path) -> dict[str, Any]:
+    stage: dict[str, Any] = yaml.safe_load(path.read_text())
+    if stage["metadata"]["name"] != "pod-ready":
+        return stage
+    template: str = stage["spec"]["next"]["statusTemplate"]
+    for before, after in _NOT_READY:
+        if template.count(before) < 1:
+            raise ClusterError(f"kwok's pod-ready stage ({path}) changed shape: cannot find {before!r}")
+        template = template.replace(before, after, 1)
+    stage["spec"]["next"]["statusTemplate"] = template
+    return stage

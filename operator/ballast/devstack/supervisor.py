@@ -100,6 +100,15 @@ def program(workload: Workload) -> list[str]:
     ]  # fmt: skip
 
 
+def _runs_without_ports(pod: Any) -> bool:
+    """A running, not yet ready pod whose containers listen on nothing: no simulator, nothing to wait for."""
+    status = pod.status
+    if pod.metadata.deletion_timestamp or not status or status.phase != "Running" or not pod.spec.containers:
+        return False
+    ready = any(c.type == "Ready" and c.status == "True" for c in status.conditions or [])
+    return not ready and not any(c.ports for c in pod.spec.containers)
+
+
 def _accepts(address: str, port: int) -> bool:
     """Whether something listens on address:port (the supervisor's readiness probe)."""
     try:
@@ -204,6 +213,8 @@ class Supervisor:
     def on_pod(self, event_type: str, pod: Any) -> None:
         uid = pod.metadata.uid
         desired = None if event_type == "DELETED" else workload_of(pod)
+        if event_type != "DELETED" and desired is None and _runs_without_ports(pod):
+            self._mark_ready(pod)  # nothing to serve, nothing to probe: ready once running
         with self.lock:
             current = self.workloads.get(uid)
             if desired is None and current is not None:
@@ -213,6 +224,22 @@ class Supervisor:
             elif desired is not None and current is None:
                 self.workloads[uid] = desired
                 self._start(uid, desired)
+
+    def _mark_ready(self, pod: Any) -> None:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        conditions = [
+            {"type": kind, "status": "True", "lastTransitionTime": now} for kind in ("Ready", "ContainersReady")
+        ]
+        statuses = [{"name": c.name, "ready": True, "restartCount": 0, "image": c.image or "", "imageID": "",
+                     "state": {"running": {"startedAt": now}}} for c in pod.spec.containers]  # fmt: skip
+        try:
+            self.core.patch_namespaced_pod_status(
+                pod.metadata.name, pod.metadata.namespace, {"status": {"conditions": conditions,
+                                                                       "containerStatuses": statuses}}
+            )  # fmt: skip
+        except client.ApiException as error:
+            if error.status != 404:
+                log.warning("cannot mark %s/%s ready: %s", pod.metadata.namespace, pod.metadata.name, error.reason)
 
     def endpoints(self, namespace: str, selector: dict[str, str], target: int | str) -> list[Endpoint]:
         """Ready pods of `namespace` matching `selector`, at the Service's target port."""
@@ -262,7 +289,9 @@ class Supervisor:
                         self._start(uid, workload)
             elif process is not None and not workload.listening:
                 workload.listening = _accepts(workload.address, workload.port)
-            elif process is not None and workload.restarts and workload.ready is False:
+            elif process is not None and workload.ready is not True:
+                # Pods start NotReady (the local stack's kwok stage); Ready once the server answers, as a
+                # kubelet's readiness probe would have it.
                 self._set_ready(workload, True)
 
     def watch(self, list_all: Callable[..., Any], on_event: Callable[[str, Any], None]) -> None:
