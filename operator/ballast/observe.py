@@ -1,12 +1,10 @@
-"""Observe: the facts a decision needs, gathered from the API server and the in-memory indexes."""
+"""Observe: the facts a decision needs, read from the ModelDeployment and the in-memory indexes."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from ballast.api.modeldeployment import Fallback, ModelDeploymentSpec
-from ballast.kubeapi import SERVICES, KubeApi
 from ballast.rollout.observations import Commands, FallbackObservation, RevisionObservation
 from ballast.switchboard import Switchboard
 from ballast.workloads import render
@@ -70,19 +68,12 @@ def fallback_service(md: Manifest, fallback: Fallback) -> tuple[str, str, int] |
     return ref.namespace or md["metadata"]["namespace"], ref.name, ref.port
 
 
-async def _service_problem(
-    api: KubeApi, board: Switchboard | None, md: Manifest, namespace: str, name: str, port: int
-) -> str:
+def _service_problem(board: Switchboard, md: Manifest, namespace: str, name: str, port: int) -> str:
     own = md["metadata"]["namespace"]
-    if namespace != own:
-        problem = board.grant_problem(own, namespace, name) if board else "ReferenceGrants are not watched"
-        if problem:
-            return problem
-    if board is not None and board.knows_services:
-        ports = board.service_ports(namespace, name)
-    else:
-        service = await api.get(SERVICES, namespace, name)
-        ports = [p.get("port") for p in (service.get("spec") or {}).get("ports") or []] if service else None
+    problem = board.grant_problem(own, namespace, name) if namespace != own else ""
+    if problem:
+        return problem
+    ports = board.service_ports(namespace, name)
     if ports is None:
         return f"Service {namespace}/{name} not found"
     if port not in ports:
@@ -90,22 +81,23 @@ async def _service_problem(
     return ""
 
 
-async def observe_fallbacks(
-    api: KubeApi, board: Switchboard | None, md: Manifest, spec: ModelDeploymentSpec, deployments: list[Manifest]
+def observe_fallbacks(
+    board: Switchboard, md: Manifest, spec: ModelDeploymentSpec, deployments: list[Manifest]
 ) -> dict[str, FallbackObservation]:
     """Whether each Service and reject fallback could take users now (previousRevision is the core's to judge)."""
     found: dict[str, FallbackObservation] = {}
-    services = [(f.name, fallback_service(md, f)) for f in spec.fallbacks if f.service is not None]
-    problems = await asyncio.gather(*(_service_problem(api, board, md, *ref) for _, ref in services if ref))
-    for (name, _), problem in zip(services, problems, strict=True):
-        found[name] = FallbackObservation(usable=not problem, problem=problem)
     responder = responder_name(md["metadata"]["name"])
     ready = any(
         d["metadata"]["name"] == responder and RESPONDER_LABEL in d["metadata"].get("labels", {}) and available(d)
         for d in deployments
     )
     for fallback in spec.fallbacks:
-        if fallback.reject is not None:
+        service = fallback_service(md, fallback)
+        if service is not None:
+            problem = _service_problem(board, md, *service)
+        elif fallback.reject is not None:
             problem = "" if ready else f"the responder Deployment {responder} is not Available yet"
-            found[fallback.name] = FallbackObservation(usable=ready, problem=problem)
+        else:
+            continue
+        found[fallback.name] = FallbackObservation(usable=not problem, problem=problem)
     return found

@@ -20,11 +20,12 @@ from pydantic import ValidationError
 from ballast.analysis.check import run_check
 from ballast.analysis.judge import error_result
 from ballast.analysis.providers.base import MetricsProvider
+from ballast.api.base import merge_patch
 from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.revision import revision_hash, revision_inputs
 from ballast.api.status import Analysis, ModelDeploymentStatus
 from ballast.api.types import Condition, parse_duration
-from ballast.children import Children, ChildSet, ListedChildren
+from ballast.children import Children, ChildSet
 from ballast.keyed import KeyedRunner
 from ballast.kubeapi import CONTROLLER_REVISIONS, DEPLOYMENTS, HPAS, MODEL_DEPLOYMENTS, SERVICES, ApiError, KubeApi
 from ballast.observability import metrics
@@ -58,15 +59,11 @@ def _judged(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> bool:
     )
 
 
-def _wants_mirror(spec: ModelDeploymentSpec) -> bool:
-    return spec.rollout.shadow is not None or bool(spec.kill_switch and spec.kill_switch.capture_traffic)
-
-
-def status_patch(before: ModelDeploymentStatus, after: ModelDeploymentStatus) -> Manifest:
-    """A merge patch from `before` to `after`: explicit nulls remove fields that became empty."""
-    new = after.model_dump(by_alias=True, exclude_none=True, mode="json")
-    old = before.model_dump(by_alias=True, exclude_none=True, mode="json")
-    return {**{key: None for key in old if key not in new}, **new}
+def _may_mirror(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, switched: bool) -> bool:
+    """Whether this decision may write a mirror (a canary before its first step with a shadow phase, or a
+    switch capturing traffic): only then are the Gateways' features read."""
+    shadow = spec.rollout.shadow is not None and status.canary_revision is not None and status.current_step is None
+    return shadow or (switched and bool(spec.kill_switch and spec.kill_switch.capture_traffic))
 
 
 class Reconciler:
@@ -75,12 +72,13 @@ class Reconciler:
         api: KubeApi,
         provider: MetricsProvider | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        switchboard: Switchboard | None = None,
+        *,
+        switchboard: Switchboard,
+        children: Children,
         responder_image: str = DEFAULT_IMAGE,
-        children: Children | None = None,
     ) -> None:
         self.api = api
-        self.children = children or ListedChildren(api)
+        self.children = children
         self.provider = provider
         self.clock = clock
         self.switchboard = switchboard
@@ -177,30 +175,28 @@ class Reconciler:
             await self._report_invalid(md, status, error)
             return
         key = (namespace, name)
-        children = await self.children.of(namespace, name)
-        router = router_for(spec.traffic.router)
-        fallbacks, mirror_supported = await asyncio.gather(
-            observe_fallbacks(self.api, self.switchboard, md, spec, children.deployments),
-            router.can_mirror(self.api, md, spec) if _wants_mirror(spec) else _true(),
-        )
+        children = self.children.of(namespace, name)
         services = {ref[:2] for f in spec.fallbacks if (ref := fallback_service(md, f))}
         self._watch_references(key, services, {ns for ns, _ in services if ns != namespace})
-        labels = md["metadata"].get("labels") or {}
+        switches = self.switchboard.sources_for(namespace, name, md["metadata"].get("labels") or {})
+        mirror_supported = True
+        if _may_mirror(spec, status, bool(switches)):
+            mirror_supported = await router_for(spec.traffic.router).can_mirror(self.api, md, spec)
         desired = revision_hash(md["spec"])
         now = self.clock()
         observations = Observations(
             revisions=observe_revisions(children.deployments, children.pods),
             commands=commands_of(md),
             analysis=self._check_if_due(key, spec, status, now),
-            switches=self.switchboard.sources_for(namespace, name, labels) if self.switchboard else (),
-            fallbacks=fallbacks,
+            switches=switches,
+            fallbacks=observe_fallbacks(self.switchboard, md, spec, children.deployments),
             mirror_supported=mirror_supported,
         )
         decision = decide(spec, desired, md["metadata"].get("generation", 1), status, observations, now)
 
         if decision.status != status:
             md = await self.api.patch_status(
-                MODEL_DEPLOYMENTS, namespace, name, status_patch(status, decision.status),
+                MODEL_DEPLOYMENTS, namespace, name, merge_patch(status, decision.status),
                 md["metadata"]["resourceVersion"],
             )  # fmt: skip
             self.written[key] = md["metadata"]["resourceVersion"]
@@ -365,14 +361,10 @@ class Reconciler:
         ]  # fmt: skip
         metadata = md["metadata"]
         await self.api.patch_status(
-            MODEL_DEPLOYMENTS, metadata["namespace"], metadata["name"], status_patch(status, after),
+            MODEL_DEPLOYMENTS, metadata["namespace"], metadata["name"], merge_patch(status, after),
             metadata["resourceVersion"],
         )  # fmt: skip
         await post_events(self.api, md, (Event("Warning", "InvalidSpec", message),), self.clock())
-
-
-async def _true() -> bool:
-    return True
 
 
 Ref = TypeVar("Ref", bound=Hashable)

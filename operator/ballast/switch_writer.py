@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ballast.api.base import merge_patch
 from ballast.api.killswitch import KillSwitchStatus
 from ballast.keyed import KeyedRunner
 from ballast.kubeapi import CLUSTER_KILL_SWITCHES, KILL_SWITCHES, ApiError, KubeApi
@@ -106,11 +107,9 @@ class SwitchStatusWriter:
             self.board.selected_by(switch),
             format_time(self.clock()),
         )
-        if _comparable(after) == _comparable(before):
+        if after == before:  # transition times are kept while nothing changes: no write
             return
-        patch = after.model_dump(by_alias=True, exclude_none=True, mode="json")
-        for field in before.model_dump(by_alias=True, exclude_none=True):
-            patch.setdefault(field, None)
+        patch = merge_patch(before, after)
         await self.api.patch_status(resource, namespace or None, name, patch, body["metadata"]["resourceVersion"])
 
     def _failed(self, key: SwitchKey, error: Exception) -> None:
@@ -118,11 +117,3 @@ class SwitchStatusWriter:
             self.runner.notify(key)  # written in between: compute again on fresh state
             return
         log.warning("status of %s %s/%s not written (%s); retrying on the next event", *key, error)
-
-
-def _comparable(status: KillSwitchStatus) -> object:
-    """What a person reads: transition times alone never cause a write."""
-    data = status.model_dump(mode="json")
-    for condition in data["conditions"]:
-        condition.pop("last_transition_time", None)
-    return data

@@ -62,14 +62,14 @@ class Switchboard:
         namespaces: IndexView,
         grants: IndexView,
         deployments: IndexView,
-        services: IndexView | None = None,
+        services: IndexView,
     ) -> None:
         self._namespaced = namespaced_switches  # namespace -> its KillSwitches
         self._cluster = cluster_switches  # CLUSTER_KEY -> every ClusterKillSwitch
         self._namespaces = namespaces  # namespace name -> its labels
         self._grants = grants  # namespace -> ReferenceGrants in it
         self._deployments = deployments  # namespace -> DeploymentEntry
-        self._services = services  # (namespace, name) -> the Service's ports; None: ask the API server
+        self._services = services  # (namespace, name) -> the Service's ports
 
     def namespace_labels(self, namespace: str) -> Labels:
         found = _values(self._namespaces, namespace)
@@ -114,12 +114,8 @@ class Switchboard:
         grants: list[Grant] = _values(self._grants, to_namespace)
         return cross_namespace_problem(grants, from_namespace, to_namespace, service)
 
-    @property
-    def knows_services(self) -> bool:
-        return self._services is not None
-
     def service_ports(self, namespace: str, name: str) -> list[int] | None:
-        """The ports of a Service, or None when it does not exist (only when `knows_services`)."""
-        found = _values(self._services, (namespace, name)) if self._services is not None else []
+        """The ports of a Service, or None when it does not exist."""
+        found = _values(self._services, (namespace, name))
         ports: list[int] | None = found[0] if found else None
         return ports

@@ -38,6 +38,7 @@ class FakeApi:
 
     async def patch_status(self, resource: Any, namespace: str | None, name: str, status: Any, version: str) -> Any:
         self.patches.append((name, status))
+        self.bodies[name] = {**self.bodies[name], "status": status}
         return {}
 
 
@@ -102,6 +103,8 @@ async def test_switch_status_names_each_selected_deployment_and_is_written_once(
     ]
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "Switching")
+    await writer._write(("ClusterKillSwitch", "", "outage"))  # nothing changed: nothing written
+    assert len(api.patches) == 1
 
 
 def test_the_view_reads_sources_grants_and_services_from_memory() -> None:

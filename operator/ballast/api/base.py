@@ -57,3 +57,10 @@ class StatusModel(BaseModel):
 
     model_config = _wire_config("ignore")
     __cel_rules__: ClassVar[tuple[Rule, ...]] = ()
+
+
+def merge_patch(before: BaseModel, after: BaseModel) -> dict[str, Any]:
+    """A JSON merge patch from `before` to `after`: explicit nulls remove fields that became empty."""
+    new = after.model_dump(by_alias=True, exclude_none=True, mode="json")
+    old = before.model_dump(by_alias=True, exclude_none=True, mode="json")
+    return {**{key: None for key in old if key not in new}, **new}

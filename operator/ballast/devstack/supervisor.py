@@ -47,6 +47,7 @@ class Workload:
     labels: dict[str, str] = field(default_factory=dict)
     named_ports: dict[str, int] = field(default_factory=dict)
     command: list[str] = field(default_factory=list)
+    container: str = "server"  # the first container's name, for its status
 
 
 def workload_of(pod: Any) -> Workload | None:
@@ -71,6 +72,7 @@ def workload_of(pod: Any) -> Workload | None:
         labels=dict(pod.metadata.labels or {}),
         named_ports={p.name: p.container_port for p in container.ports if p.name},
         command=list(container.command or []),
+        container=container.name,
     )
 
 
@@ -98,6 +100,34 @@ def program(workload: Workload) -> list[str]:
         "--host", workload.address, "--port", str(workload.port),
         "--name", workload.name, "--", *workload.args,
     ]  # fmt: skip
+
+
+def pod_status(containers: list[str], ready: bool, restarts: int = 0, exit_code: int | None = None) -> dict[str, Any]:
+    """A pod status as a kubelet writes it: readiness conditions, and each container running or crash-looping."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    state: dict[str, Any] = {"running": {"startedAt": now}} if ready else {"waiting": {"reason": "CrashLoopBackOff"}}
+    last: dict[str, Any] = (
+        {"lastState": {"terminated": {"exitCode": exit_code, "reason": "Error", "finishedAt": now}}}
+        if exit_code is not None
+        else {}
+    )
+    return {
+        "conditions": [
+            {"type": kind, "status": str(ready), "lastTransitionTime": now} for kind in ("Ready", "ContainersReady")
+        ],
+        "containerStatuses": [
+            {
+                "name": name,
+                "ready": ready,
+                "restartCount": restarts,
+                "image": "simulator",
+                "imageID": "simulator",
+                "state": state,
+                **last,
+            }
+            for name in containers
+        ],
+    }
 
 
 def _runs_without_ports(pod: Any) -> bool:
@@ -173,40 +203,18 @@ class Supervisor:
         """Report readiness and restarts in the pod's status, as a kubelet does."""
         if workload.ready == ready and exit_code is None:
             return
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        state: dict[str, Any] = (
-            {"running": {"startedAt": now}} if ready else {"waiting": {"reason": "CrashLoopBackOff"}}
-        )
-        status: dict[str, Any] = {
-            "conditions": [
-                {"type": "Ready", "status": str(ready), "lastTransitionTime": now},
-                {"type": "ContainersReady", "status": str(ready), "lastTransitionTime": now},
-            ],
-            "containerStatuses": [
-                {
-                    "name": "server",
-                    "ready": ready,
-                    "restartCount": workload.restarts,
-                    "image": "simulator",
-                    "imageID": "simulator",
-                    "state": state,
-                    **(
-                        {"lastState": {"terminated": {"exitCode": exit_code, "reason": "Error", "finishedAt": now}}}
-                        if exit_code is not None
-                        else {}
-                    ),
-                }
-            ],
-        }
-        try:
-            pod = self.core.read_namespaced_pod(workload.name, workload.namespace)
-            names = [c.name for c in pod.spec.containers]
-            status["containerStatuses"][0]["name"] = names[0]
-            self.core.patch_namespaced_pod_status(workload.name, workload.namespace, {"status": status})
+        status = pod_status([workload.container], ready, workload.restarts, exit_code)
+        if self._patch_status(workload.namespace, workload.name, status):
             workload.ready = ready
+
+    def _patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> bool:
+        try:
+            self.core.patch_namespaced_pod_status(name, namespace, {"status": status})
         except client.ApiException as error:
             if error.status != 404:
-                log.warning("cannot report status of %s/%s: %s", workload.namespace, workload.name, error.reason)
+                log.warning("cannot report status of %s/%s: %s", namespace, name, error.reason)
+            return False
+        return True
 
     # ---------------------------------------------------------------------------------- loops
 
@@ -226,20 +234,8 @@ class Supervisor:
                 self._start(uid, desired)
 
     def _mark_ready(self, pod: Any) -> None:
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        conditions = [
-            {"type": kind, "status": "True", "lastTransitionTime": now} for kind in ("Ready", "ContainersReady")
-        ]
-        statuses = [{"name": c.name, "ready": True, "restartCount": 0, "image": c.image or "", "imageID": "",
-                     "state": {"running": {"startedAt": now}}} for c in pod.spec.containers]  # fmt: skip
-        try:
-            self.core.patch_namespaced_pod_status(
-                pod.metadata.name, pod.metadata.namespace, {"status": {"conditions": conditions,
-                                                                       "containerStatuses": statuses}}
-            )  # fmt: skip
-        except client.ApiException as error:
-            if error.status != 404:
-                log.warning("cannot mark %s/%s ready: %s", pod.metadata.namespace, pod.metadata.name, error.reason)
+        names = [c.name for c in pod.spec.containers]
+        self._patch_status(pod.metadata.namespace, pod.metadata.name, pod_status(names, ready=True))
 
     def endpoints(self, namespace: str, selector: dict[str, str], target: int | str) -> list[Endpoint]:
         """Ready pods of `namespace` matching `selector`, at the Service's target port."""

@@ -13,7 +13,7 @@ from typing import Any
 import kopf
 
 from ballast.analysis.providers.prometheus import PrometheusProvider
-from ballast.children import IndexedChildren
+from ballast.children import Children
 from ballast.handlers.indexes import CHILD_INDEX_NAMES, CHILD_LABELS, INDEX_NAMES
 from ballast.kubeapi import HTTP_ROUTES, SERVICES, KubeApi
 from ballast.reconciler import Reconciler
@@ -33,7 +33,7 @@ async def start_reconciler(memo: kopf.Memo, **kwargs: Any) -> None:
     api = KubeApi.from_environment()
     url = os.environ.get(PROMETHEUS_URL_VARIABLE)
     image = os.environ.get(RESPONDER_IMAGE_VARIABLE) or DEFAULT_IMAGE
-    children = IndexedChildren(*(kwargs[name] for name in CHILD_INDEX_NAMES))
+    children = Children(*(kwargs[name] for name in CHILD_INDEX_NAMES))
     reconciler = Reconciler(
         api, PrometheusProvider(url) if url else None, switchboard=board, responder_image=image, children=children
     )

@@ -49,12 +49,16 @@ def set_conditions(
             )
         )
     desired.extend(extra or [])
-    previous = {c.type: c for c in status.conditions}
-    merged = []
     for wanted in desired:
-        before = previous.get(wanted.type)
-        same = before is not None and before.status == wanted.status
-        wanted.last_transition_time = before.last_transition_time if same and before else now
         wanted.observed_generation = status.observed_generation
-        merged.append(wanted)
-    status.conditions = merged
+    status.conditions = keep_transition_times(status.conditions, desired, now)
+
+
+def keep_transition_times(before: list[Condition], after: list[Condition], now: str) -> list[Condition]:
+    """`after`, each condition keeping its transition time while its status is unchanged, else `now`."""
+    previous = {c.type: c for c in before}
+    for wanted in after:
+        old = previous.get(wanted.type)
+        unchanged = old is not None and old.status == wanted.status
+        wanted.last_transition_time = old.last_transition_time if unchanged and old else now
+    return after

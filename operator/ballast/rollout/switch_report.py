@@ -7,8 +7,7 @@ them), so it is written only when something a person reads has changed.
 from __future__ import annotations
 
 from ballast.api.killswitch import KillSwitchStatus, SwitchedDeployment
-from ballast.api.types import Condition
-from ballast.rollout.conditions import condition
+from ballast.rollout.conditions import condition, keep_transition_times
 from ballast.rollout.switches import DeploymentEntry, Switch
 
 LISTED = 500  # deployments named in status; `matched` counts them all
@@ -39,7 +38,7 @@ def switch_status(
         engaged_at=(before.engaged_at or now) if engaged else None,
         matched=len(selected),
         deployments=[_listed(d) for d in selected[:LISTED]],
-        conditions=_keep_transition_times(before.conditions, [state, ready], now),
+        conditions=keep_transition_times(before.conditions, [state, ready], now),
     )
 
 
@@ -50,12 +49,3 @@ def _listed(entry: DeploymentEntry) -> SwitchedDeployment:
         fallback=entry.fallback if entry.engaged else None,
         since=entry.since if entry.engaged else None,
     )
-
-
-def _keep_transition_times(before: list[Condition], after: list[Condition], now: str) -> list[Condition]:
-    previous = {c.type: c for c in before}
-    for wanted in after:
-        old = previous.get(wanted.type)
-        unchanged = old is not None and old.status == wanted.status
-        wanted.last_transition_time = old.last_transition_time if unchanged and old else now
-    return after
