@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from ballast.api.killswitch import ClusterKillSwitchSpec, KillSwitchSpec, KillSwitchStatus
 from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.types import LabelSelector
-from ballast.responder import handler_for
 from ballast.rollout.observations import FallbackObservation, RevisionObservation
-from ballast.rollout.switch_report import switch_status
-from ballast.rollout.switches import DeploymentEntry, Switch, engaged_sources, selector_matches
+from ballast.rollout.switch_selection import DeploymentEntry, Switch, engaged_sources, selector_matches
+from ballast.rollout.switch_status import switch_status
+from ballast.servers.reject_responder import handler_for
 from ballast.traffic.backends import backends_for
 from ballast.traffic.gateway_api import backend_refs, build_http_route, supported_features
 from ballast.traffic.grants import Grant, GrantFrom, GrantTo, cross_namespace_problem

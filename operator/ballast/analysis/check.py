@@ -11,7 +11,7 @@ from ballast.analysis.providers.base import MetricsProvider, ProviderError, Samp
 from ballast.analysis.queries import Scope, TemplateError, preset_query, render_template, requests_query
 from ballast.api.modeldeployment import ModelDeploymentSpec, Objective
 from ballast.api.status import Analysis, ObjectiveResult
-from ballast.rollout.timestamps import format_time
+from ballast.api.timestamps import format_time
 
 
 def by_revision(samples: list[Sample]) -> dict[str, float]:

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ballast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    from ballast import responder
     from ballast.cli import crds, run, validate
     from ballast.devstack import cli as devstack_cli
+    from ballast.servers import reject_responder as responder
 
     for command in (run, crds, validate, responder, devstack_cli):
         command.register(sub)

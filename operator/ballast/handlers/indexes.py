@@ -13,8 +13,8 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from ballast.rollout.switches import DeploymentEntry, Switch
-from ballast.switchboard import CLUSTER_KEY, deployment_entry, switch_of
+from ballast.rollout.switch_selection import DeploymentEntry, Switch
+from ballast.shell.cluster_view import CLUSTER_KEY, deployment_entry, switch_of
 from ballast.traffic.grants import Grant, grant_of
 from ballast.workloads.render import DEPLOYMENT_LABEL
 

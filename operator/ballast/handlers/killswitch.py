@@ -11,13 +11,13 @@ from typing import Any
 
 import kopf
 
-from ballast.reconciler import Reconciler
-from ballast.switch_writer import SwitchStatusWriter
+from ballast.shell.killswitch import KillSwitchDispatcher
+from ballast.shell.reconciler import Reconciler
 
 
-def _writer(memo: Any) -> SwitchStatusWriter:
-    writer: SwitchStatusWriter = memo["switches"]
-    return writer
+def _dispatcher(memo: Any) -> KillSwitchDispatcher:
+    dispatcher: KillSwitchDispatcher = memo["switches"]
+    return dispatcher
 
 
 def _reconciler(memo: Any) -> Reconciler:
@@ -28,12 +28,12 @@ def _reconciler(memo: Any) -> Reconciler:
 @kopf.on.event("ballast.dev", "v1alpha1", "killswitches")
 @kopf.on.event("ballast.dev", "v1alpha1", "clusterkillswitches")
 async def switch_changed(type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-    _writer(memo).switch_changed(type, body)
+    _dispatcher(memo).switch_changed(type, body)
 
 
 @kopf.on.event("", "v1", "namespaces")
 async def namespace_changed(name: str, memo: Any, **_: Any) -> None:
-    _writer(memo).namespace_changed(name)
+    _dispatcher(memo).namespace_changed(name)
 
 
 @kopf.on.event("gateway.networking.k8s.io", "v1beta1", "referencegrants")

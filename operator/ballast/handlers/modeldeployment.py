@@ -13,14 +13,15 @@ from typing import Any
 import kopf
 
 from ballast.analysis.providers.prometheus import PrometheusProvider
-from ballast.children import Children
 from ballast.handlers.indexes import CHILD_INDEX_NAMES, CHILD_LABELS, INDEX_NAMES
-from ballast.kubeapi import HTTP_ROUTES, SERVICES, KubeApi
-from ballast.reconciler import Reconciler
-from ballast.switch_writer import SwitchStatusWriter
-from ballast.switchboard import Switchboard
+from ballast.kube.client import KubeApi
+from ballast.kube.resources import HTTP_ROUTES, SERVICES
+from ballast.shell.children import Children
+from ballast.shell.cluster_view import ClusterView
+from ballast.shell.killswitch import KillSwitchDispatcher
+from ballast.shell.reconciler import Reconciler
 from ballast.workloads.render import DEPLOYMENT_LABEL
-from ballast.workloads.responder import DEFAULT_IMAGE
+from ballast.workloads.responder_manifests import DEFAULT_IMAGE
 
 PROMETHEUS_URL_VARIABLE = "BALLAST_PROMETHEUS_URL"
 RESPONDER_IMAGE_VARIABLE = "BALLAST_RESPONDER_IMAGE"
@@ -29,17 +30,17 @@ RESPONDER_IMAGE_VARIABLE = "BALLAST_RESPONDER_IMAGE"
 @kopf.on.startup()
 async def start_reconciler(memo: kopf.Memo, **kwargs: Any) -> None:
     # kopf hands every index to startup handlers as a live view, filled before any event handler runs.
-    board = Switchboard(*(kwargs[name] for name in INDEX_NAMES))
+    view = ClusterView(*(kwargs[name] for name in INDEX_NAMES))
     api = KubeApi.from_environment()
     url = os.environ.get(PROMETHEUS_URL_VARIABLE)
     image = os.environ.get(RESPONDER_IMAGE_VARIABLE) or DEFAULT_IMAGE
     children = Children(*(kwargs[name] for name in CHILD_INDEX_NAMES))
     reconciler = Reconciler(
-        api, PrometheusProvider(url) if url else None, switchboard=board, responder_image=image, children=children
+        api, PrometheusProvider(url) if url else None, view=view, responder_image=image, children=children
     )
     memo["api"] = api
     memo["reconciler"] = reconciler
-    memo["switches"] = SwitchStatusWriter(api, board, reconciler)
+    memo["switches"] = KillSwitchDispatcher(api, view, reconciler)
     memo["ticker"] = asyncio.get_running_loop().create_task(reconciler.tick_forever())
 
 
@@ -65,8 +66,8 @@ async def model_deployment_changed(
         _reconciler(memo).forget(namespace, name)
     else:
         _reconciler(memo).changed(namespace, name, str(meta.get("resourceVersion")))
-    writer: SwitchStatusWriter = memo["switches"]
-    writer.deployment_changed(namespace, name)
+    dispatcher: KillSwitchDispatcher = memo["switches"]
+    dispatcher.deployment_changed(namespace, name)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ballast.api.status import HistoryEntry
-from ballast.kubeapi import EVENTS, KubeApi
+from ballast.kube.client import KubeApi
+from ballast.kube.resources import EVENTS
 from ballast.rollout.core import Event
 
 log = logging.getLogger("ballast.decisions")

@@ -7,8 +7,8 @@ from datetime import datetime
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.status import HISTORY_LIMIT, HistoryEntry, ModelDeploymentStatus, Phase
+from ballast.api.timestamps import format_time
 from ballast.rollout.observations import Observations
-from ballast.rollout.timestamps import format_time
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ from datetime import datetime
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.status import Analysis, ModelDeploymentStatus, Phase, RevisionStatus, Weights
+from ballast.api.timestamps import format_time, parse_time
 from ballast.api.types import parse_duration
 from ballast.rollout import killswitch
 from ballast.rollout.conditions import set_conditions
 from ballast.rollout.context import Context, Decision, Event, set_phase
 from ballast.rollout.observations import Observations
-from ballast.rollout.timestamps import format_time, parse_time
 
 __all__ = ["Decision", "Event", "decide", "replicas_for_share"]
 

@@ -1,1 +1,1 @@
-"""The Router protocol and one file per router."""
+"""Traffic: the Router protocol (`router.py`), one file per router, and the choice of router (`routers.py`)."""

@@ -6,7 +6,7 @@ from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.status import ModelDeploymentStatus
 from ballast.traffic.router import Backends, Manifest, ServiceBackend
 from ballast.workloads.render import workload_name
-from ballast.workloads.responder import RESPONDER_PORT, responder_name
+from ballast.workloads.responder_manifests import RESPONDER_PORT, responder_name
 
 
 def fallback_backend(md: Manifest, spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> ServiceBackend | None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
-from ballast.kubeapi import GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, ApiError, KubeApi, Resource
+from ballast.kube.client import ApiError, KubeApi
+from ballast.kube.resources import GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, Resource
 from ballast.traffic.router import Backends, Capabilities, Manifest
 from ballast.workloads.render import DEPLOYMENT_LABEL, MANAGED_BY, owner_reference
 

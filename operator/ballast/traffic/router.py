@@ -1,4 +1,4 @@
-"""The Router protocol: one small interface, one file per implementation, picked by name.
+"""The Router protocol: one small interface; one file per implementation; `routers.py` picks by name.
 
 Every method has a one-line contract; the decision core never sees a router.
 """
@@ -10,7 +10,8 @@ from typing import Any, Protocol
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.status import Weights
-from ballast.kubeapi import KubeApi, Resource
+from ballast.kube.client import KubeApi
+from ballast.kube.resources import Resource
 
 Manifest = dict[str, Any]
 
@@ -62,11 +63,3 @@ class Router(Protocol):
 
     async def can_mirror(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> bool:
         """Whether every Gateway in front of the deployment can mirror requests (shadow, traffic capture)."""
-
-
-def router_for(name: str) -> Router:
-    from ballast.traffic.gateway_api import GatewayApiRouter
-    from ballast.traffic.service import ServiceRouter
-
-    routers: dict[str, Router] = {"gateway-api": GatewayApiRouter(), "service": ServiceRouter()}
-    return routers[name]

@@ -8,7 +8,8 @@ decision core sets from the weights.
 from __future__ import annotations
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
-from ballast.kubeapi import DEPLOYMENTS, SERVICES, KubeApi, Resource
+from ballast.kube.client import KubeApi
+from ballast.kube.resources import DEPLOYMENTS, SERVICES, Resource
 from ballast.traffic.router import Backends, Capabilities, Manifest
 from ballast.workloads.render import DEPLOYMENT_LABEL, MANAGED_BY, owner_reference
 

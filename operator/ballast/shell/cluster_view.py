@@ -1,4 +1,5 @@
-"""The operator's in-memory view of switches, namespaces, ReferenceGrants and ModelDeployments.
+"""ClusterView: the operator's in-memory view of switches, namespaces, ReferenceGrants, ModelDeployments
+and Services, read from kopf's indexes.
 
 kopf keeps these indexes from watch events (handlers/indexes.py) and runs no handler before they
 are filled, so a restarted operator never mistakes a switch it has not read yet for a released one.
@@ -12,7 +13,7 @@ from typing import Any
 
 from ballast.api.killswitch import ClusterKillSwitchSpec, KillSwitchSpec
 from ballast.api.status import KillSwitchSource
-from ballast.rollout.switches import DeploymentEntry, Labels, Switch, engaged_sources
+from ballast.rollout.switch_selection import DeploymentEntry, Labels, Switch, engaged_sources
 from ballast.traffic.grants import Grant, cross_namespace_problem
 
 # kopf's Index is a Mapping of keys to Stores (iterables of what the index handler returned).
@@ -54,7 +55,7 @@ def _values(index: IndexView, key: Any) -> list[Any]:
     return list(index[key]) if key in index else []
 
 
-class Switchboard:
+class ClusterView:
     def __init__(
         self,
         namespaced_switches: IndexView,

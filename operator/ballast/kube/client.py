@@ -11,13 +11,13 @@ import asyncio
 import hashlib
 import json
 import ssl
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
+
+from ballast.kube.resources import Resource
 
 FIELD_MANAGER = "ballast"
 # Requests in flight at once. Beyond this they wait here, in order, rather than in httpx's connection pool,
@@ -36,41 +36,6 @@ class ApiError(RuntimeError):
     def namespace_terminating(self) -> bool:
         """A write into a namespace being deleted: its ModelDeployments go with it, nothing to retry."""
         return self.status == 403 and "because it is being terminated" in self.message
-
-
-@dataclass(frozen=True)
-class Resource:
-    """Where a kind lives in the API."""
-
-    group: str
-    version: str
-    plural: str
-    namespaced: bool = True
-
-    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
-        base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
-        if self.namespaced and namespace:
-            base += f"/namespaces/{quote(namespace)}"
-        base += f"/{self.plural}"
-        if name:
-            base += f"/{quote(name)}"
-        if subresource:
-            base += f"/{subresource}"
-        return base
-
-
-MODEL_DEPLOYMENTS = Resource("ballast.dev", "v1alpha1", "modeldeployments")
-DEPLOYMENTS = Resource("apps", "v1", "deployments")
-CONTROLLER_REVISIONS = Resource("apps", "v1", "controllerrevisions")
-SERVICES = Resource("", "v1", "services")
-PODS = Resource("", "v1", "pods")
-EVENTS = Resource("", "v1", "events")
-HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers")
-HTTP_ROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes")
-GATEWAYS = Resource("gateway.networking.k8s.io", "v1", "gateways")
-GATEWAY_CLASSES = Resource("gateway.networking.k8s.io", "v1", "gatewayclasses", namespaced=False)
-KILL_SWITCHES = Resource("ballast.dev", "v1alpha1", "killswitches")
-CLUSTER_KILL_SWITCHES = Resource("ballast.dev", "v1alpha1", "clusterkillswitches", namespaced=False)
 
 
 def _client_from_configuration(configuration: Any, timeout: float) -> httpx.AsyncClient:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ballast.kubeapi import DEPLOYMENTS, HTTP_ROUTES, SERVICES, Resource
-from ballast.switchboard import IndexView
+from ballast.kube.resources import DEPLOYMENTS, HTTP_ROUTES, SERVICES, Resource
+from ballast.shell.cluster_view import IndexView
 
 Manifest = dict[str, Any]
 

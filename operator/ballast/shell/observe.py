@@ -1,14 +1,22 @@
-"""Observe: the facts a decision needs, read from the ModelDeployment and the in-memory indexes."""
+"""Observe: gather the facts the decision core is given (`rollout.observations.Observations`).
+
+Everything comes from the ModelDeployment and the in-memory indexes, except a Gateway's supported
+features, read only when this decision could write a mirror.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ballast.api.modeldeployment import Fallback, ModelDeploymentSpec
-from ballast.rollout.observations import Commands, FallbackObservation, RevisionObservation
-from ballast.switchboard import Switchboard
+from ballast.api.status import Analysis, ModelDeploymentStatus
+from ballast.kube.client import KubeApi
+from ballast.rollout.observations import Commands, FallbackObservation, Observations, RevisionObservation
+from ballast.shell.children import ChildSet
+from ballast.shell.cluster_view import ClusterView
+from ballast.traffic.routers import router_for
 from ballast.workloads import render
-from ballast.workloads.responder import RESPONDER_LABEL, responder_name
+from ballast.workloads.responder_manifests import RESPONDER_LABEL, responder_name
 
 Manifest = dict[str, Any]
 
@@ -68,12 +76,12 @@ def fallback_service(md: Manifest, fallback: Fallback) -> tuple[str, str, int] |
     return ref.namespace or md["metadata"]["namespace"], ref.name, ref.port
 
 
-def _service_problem(board: Switchboard, md: Manifest, namespace: str, name: str, port: int) -> str:
+def _service_problem(view: ClusterView, md: Manifest, namespace: str, name: str, port: int) -> str:
     own = md["metadata"]["namespace"]
-    problem = board.grant_problem(own, namespace, name) if namespace != own else ""
+    problem = view.grant_problem(own, namespace, name) if namespace != own else ""
     if problem:
         return problem
-    ports = board.service_ports(namespace, name)
+    ports = view.service_ports(namespace, name)
     if ports is None:
         return f"Service {namespace}/{name} not found"
     if port not in ports:
@@ -82,7 +90,7 @@ def _service_problem(board: Switchboard, md: Manifest, namespace: str, name: str
 
 
 def observe_fallbacks(
-    board: Switchboard, md: Manifest, spec: ModelDeploymentSpec, deployments: list[Manifest]
+    view: ClusterView, md: Manifest, spec: ModelDeploymentSpec, deployments: list[Manifest]
 ) -> dict[str, FallbackObservation]:
     """Whether each Service and reject fallback could take users now (previousRevision is the core's to judge)."""
     found: dict[str, FallbackObservation] = {}
@@ -94,10 +102,42 @@ def observe_fallbacks(
     for fallback in spec.fallbacks:
         service = fallback_service(md, fallback)
         if service is not None:
-            problem = _service_problem(board, md, *service)
+            problem = _service_problem(view, md, *service)
         elif fallback.reject is not None:
             problem = "" if ready else f"the responder Deployment {responder} is not Available yet"
         else:
             continue
         found[fallback.name] = FallbackObservation(usable=not problem, problem=problem)
     return found
+
+
+def _may_mirror(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, switched: bool) -> bool:
+    """Whether this decision may write a mirror (a canary before its first step with a shadow phase, or a
+    switch capturing traffic): only then are the Gateways' features read."""
+    shadow = spec.rollout.shadow is not None and status.canary_revision is not None and status.current_step is None
+    return shadow or (switched and bool(spec.kill_switch and spec.kill_switch.capture_traffic))
+
+
+async def observe(
+    api: KubeApi,
+    view: ClusterView,
+    md: Manifest,
+    spec: ModelDeploymentSpec,
+    status: ModelDeploymentStatus,
+    children: ChildSet,
+    analysis: Analysis | None,
+) -> Observations:
+    """Everything the decision core is told about one ModelDeployment."""
+    metadata = md["metadata"]
+    switches = view.sources_for(metadata["namespace"], metadata["name"], metadata.get("labels") or {})
+    mirror_supported = True
+    if _may_mirror(spec, status, bool(switches)):
+        mirror_supported = await router_for(spec.traffic.router).can_mirror(api, md, spec)
+    return Observations(
+        revisions=observe_revisions(children.deployments, children.pods),
+        commands=commands_of(md),
+        analysis=analysis,
+        switches=switches,
+        fallbacks=observe_fallbacks(view, md, spec, children.deployments),
+        mirror_supported=mirror_supported,
+    )

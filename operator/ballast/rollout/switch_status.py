@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ballast.api.killswitch import KillSwitchStatus, SwitchedDeployment
 from ballast.rollout.conditions import condition, keep_transition_times
-from ballast.rollout.switches import DeploymentEntry, Switch
+from ballast.rollout.switch_selection import DeploymentEntry, Switch
 
 LISTED = 500  # deployments named in status; `matched` counts them all
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ballast.rollout.switches import DeploymentEntry
-from ballast.switch_writer import SwitchStatusWriter
-from ballast.switchboard import CLUSTER_KEY, Switchboard, deployment_entry, switch_of
+from ballast.rollout.switch_selection import DeploymentEntry
+from ballast.shell.cluster_view import CLUSTER_KEY, ClusterView, deployment_entry, switch_of
+from ballast.shell.killswitch import KillSwitchDispatcher
 from ballast.traffic.grants import grant_of
 
 
@@ -42,7 +42,7 @@ class FakeApi:
         return {}
 
 
-def board(switches: list[Any], deployments: list[DeploymentEntry], namespaces: dict[str, dict[str, str]]) -> Any:
+def cluster_view(switches: list[Any], deployments: list[DeploymentEntry], namespaces: dict[str, dict[str, str]]) -> Any:
     namespaced: dict[Any, list[Any]] = {}
     cluster: dict[Any, list[Any]] = {}
     for body in switches:
@@ -54,7 +54,7 @@ def board(switches: list[Any], deployments: list[DeploymentEntry], namespaces: d
     for entry in deployments:
         by_namespace.setdefault(entry.namespace, []).append(entry)
     services = {("a", "rules"): [[8080]]}  # a kopf index: every key holds a store of values
-    return Switchboard(namespaced, cluster, {k: [v] for k, v in namespaces.items()}, {}, by_namespace, services)
+    return ClusterView(namespaced, cluster, {k: [v] for k, v in namespaces.items()}, {}, by_namespace, services)
 
 
 FLEET = [
@@ -71,26 +71,26 @@ CLUSTER_SWITCH = switch_body(
 
 
 async def test_a_switch_event_reconciles_what_it_selects_before_and_after_a_change() -> None:
-    view = board([CLUSTER_SWITCH], FLEET, NAMESPACES)
+    view = cluster_view([CLUSTER_SWITCH], FLEET, NAMESPACES)
     reconciler = FakeReconciler()
-    writer = SwitchStatusWriter(FakeApi({"outage": CLUSTER_SWITCH}), view, reconciler)  # type: ignore[arg-type]
+    writer = KillSwitchDispatcher(FakeApi({"outage": CLUSTER_SWITCH}), view, reconciler)  # type: ignore[arg-type]
     writer.switch_changed(None, CLUSTER_SWITCH)
     assert sorted(reconciler.notified) == [("prod-1", "bot"), ("prod-2", "bot")]
     reconciler.notified.clear()
     writer.switch_changed("MODIFIED", CLUSTER_SWITCH)  # its own status write: same generation, same targets
     assert reconciler.notified == []
     narrowed = switch_body("ClusterKillSwitch", "outage", {"namespaces": ["prod-1"]}, generation=2)
-    view = board([narrowed], FLEET, NAMESPACES)
-    writer.board = view
+    view = cluster_view([narrowed], FLEET, NAMESPACES)
+    writer.view = view
     writer.switch_changed("MODIFIED", narrowed)  # prod-2/bot is let go, prod-1/internal newly held
     assert sorted(reconciler.notified) == [("prod-1", "bot"), ("prod-1", "internal"), ("prod-2", "bot")]
     await writer.runner.stop()
 
 
 async def test_switch_status_names_each_selected_deployment_and_is_written_once() -> None:
-    view = board([CLUSTER_SWITCH], FLEET, NAMESPACES)
+    view = cluster_view([CLUSTER_SWITCH], FLEET, NAMESPACES)
     api = FakeApi({"outage": CLUSTER_SWITCH})
-    writer = SwitchStatusWriter(api, view, FakeReconciler())  # type: ignore[arg-type]
+    writer = KillSwitchDispatcher(api, view, FakeReconciler())  # type: ignore[arg-type]
     writer.switch_changed(None, CLUSTER_SWITCH)
     while writer.runner.tasks:
         await asyncio.gather(*writer.runner.tasks)
@@ -108,7 +108,7 @@ async def test_switch_status_names_each_selected_deployment_and_is_written_once(
 
 
 def test_the_view_reads_sources_grants_and_services_from_memory() -> None:
-    view = board([CLUSTER_SWITCH, switch_body("KillSwitch", "mine", {"modelDeployments": ["bot"]}, "dev")],
+    view = cluster_view([CLUSTER_SWITCH, switch_body("KillSwitch", "mine", {"modelDeployments": ["bot"]}, "dev")],
                  FLEET, NAMESPACES)  # fmt: skip
     sources = view.sources_for("dev", "bot", {"tier": "external"})
     assert [(s.kind, s.name, s.requested_by) for s in sources] == [("KillSwitch", "mine", "kubectl-client-side-apply")]

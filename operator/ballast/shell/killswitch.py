@@ -1,6 +1,6 @@
-"""KillSwitch and ClusterKillSwitch: a switch event reconciles every ModelDeployment it selects, at once.
+"""The kill-switch path in the shell: a switch event reconciles every ModelDeployment it selects, at once.
 
-The writer also keeps each switch's status (what it holds, which deployment uses which fallback,
+The dispatcher also keeps each switch's status (what it holds, which deployment uses which fallback,
 which cannot be switched), computed from memory and written only when it changes.
 """
 
@@ -15,12 +15,13 @@ from pydantic import ValidationError
 
 from ballast.api.base import merge_patch
 from ballast.api.killswitch import KillSwitchStatus
-from ballast.keyed import KeyedRunner
-from ballast.kubeapi import CLUSTER_KILL_SWITCHES, KILL_SWITCHES, ApiError, KubeApi
-from ballast.reconciler import Reconciler
-from ballast.rollout.switch_report import switch_status
-from ballast.rollout.timestamps import format_time
-from ballast.switchboard import Switchboard, switch_of
+from ballast.api.timestamps import format_time
+from ballast.kube.client import ApiError, KubeApi
+from ballast.kube.resources import CLUSTER_KILL_SWITCHES, KILL_SWITCHES
+from ballast.rollout.switch_status import switch_status
+from ballast.shell.cluster_view import ClusterView, switch_of
+from ballast.shell.per_key_runner import PerKeyRunner
+from ballast.shell.reconciler import Reconciler
 
 log = logging.getLogger("ballast.switches")
 SwitchKey = tuple[str, str, str]  # kind, namespace ('' for cluster-scoped), name
@@ -32,19 +33,19 @@ def switch_key(body: Mapping[str, Any]) -> SwitchKey:
     return (body["kind"], metadata.get("namespace") or "", metadata["name"])
 
 
-class SwitchStatusWriter:
+class KillSwitchDispatcher:
     def __init__(
         self,
         api: KubeApi,
-        board: Switchboard,
+        view: ClusterView,
         reconciler: Reconciler,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.api = api
-        self.board = board
+        self.view = view
         self.reconciler = reconciler
         self.clock = clock
-        self.runner: KeyedRunner[SwitchKey] = KeyedRunner(self._write, self._failed)
+        self.runner: PerKeyRunner[SwitchKey] = PerKeyRunner(self._write, self._failed)
         self.selected: dict[SwitchKey, set[Key]] = {}
         self.generations: dict[SwitchKey, int] = {}
 
@@ -61,7 +62,7 @@ class SwitchStatusWriter:
                 switch = switch_of(body)
             except ValidationError:
                 return  # the index refused it too, and said why; it selects nothing
-            now = {(d.namespace, d.name) for d in self.board.selected_by(switch)}
+            now = {(d.namespace, d.name) for d in self.view.selected_by(switch)}
             self.selected[key] = now
             generation = int(body["metadata"].get("generation", 0))
             if self.generations.get(key) == generation and before == now:
@@ -73,9 +74,9 @@ class SwitchStatusWriter:
 
     def deployment_changed(self, namespace: str, name: str) -> None:
         """A ModelDeployment's labels or kill-switch state changed: refresh the switches that select it."""
-        entry = self.board.deployment(namespace, name)
-        labels = self.board.namespace_labels(namespace)
-        for switch in self.board.switches_for(namespace):
+        entry = self.view.deployment(namespace, name)
+        labels = self.view.namespace_labels(namespace)
+        for switch in self.view.switches_for(namespace):
             selected = self.selected.setdefault(switch.key, set())
             selects = entry is not None and switch.selects(namespace, name, entry.labels, labels)
             if selects or (namespace, name) in selected:
@@ -84,15 +85,15 @@ class SwitchStatusWriter:
 
     def namespace_changed(self, namespace: str) -> None:
         """Namespace labels decide what a ClusterKillSwitch's namespaceSelector selects."""
-        if not self.board.has_cluster_switches():
+        if not self.view.has_cluster_switches():
             return
-        for entry in self.board.deployments_in(namespace):
+        for entry in self.view.deployments_in(namespace):
             self.reconciler.notify(namespace, entry.name)
             self.deployment_changed(namespace, entry.name)
 
     async def _write(self, key: SwitchKey) -> None:
         kind, namespace, name = key
-        switch = self.board.switch(key)
+        switch = self.view.switch(key)
         if switch is None:
             return
         resource = KILL_SWITCHES if kind == "KillSwitch" else CLUSTER_KILL_SWITCHES
@@ -104,7 +105,7 @@ class SwitchStatusWriter:
             switch,
             body["metadata"].get("generation"),
             before,
-            self.board.selected_by(switch),
+            self.view.selected_by(switch),
             format_time(self.clock()),
         )
         if after == before:  # transition times are kept while nothing changes: no write

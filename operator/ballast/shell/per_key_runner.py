@@ -1,6 +1,6 @@
-"""One worker per key: runs of a key never overlap, and requests during a run coalesce into one more.
+"""PerKeyRunner: one worker per key: runs of a key never overlap, and requests during a run coalesce into one more.
 
-The reconciler and the switch status writer both work this way: any number of events ask, one
+The reconciler and the kill-switch dispatcher both work this way: any number of events ask, one
 pass at a time acts on fresh state.
 """
 
@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 K = TypeVar("K", bound=Hashable)
 
 
-class KeyedRunner(Generic[K]):
+class PerKeyRunner(Generic[K]):
     def __init__(self, work: Callable[[K], Awaitable[None]], on_error: Callable[[K, Exception], None]) -> None:
         self.work = work
         self.on_error = on_error

@@ -1,0 +1,233 @@
+"""Observe, decide, act: the one reconcile path of a ModelDeployment, serialised per object.
+
+Event handlers and the tick only call `notify()`; reconciles of one object never overlap, events
+that arrive during a reconcile coalesce into one more, and due times kept in status drive the tick.
+Contract checks run beside the reconcile (`contract_checks.py`), never inside it, so a slow
+Prometheus never delays a kill switch: a finished check asks for a reconcile, which reads its verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Hashable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from ballast.analysis.providers.base import MetricsProvider
+from ballast.api.base import merge_patch
+from ballast.api.modeldeployment import ModelDeploymentSpec
+from ballast.api.revision import revision_hash
+from ballast.api.status import ModelDeploymentStatus
+from ballast.api.timestamps import format_time, parse_time
+from ballast.api.types import Condition
+from ballast.kube.client import ApiError, KubeApi
+from ballast.kube.resources import MODEL_DEPLOYMENTS
+from ballast.observability import metrics
+from ballast.observability.events import log_decisions, post_events
+from ballast.rollout.core import Event, decide
+from ballast.shell.act import apply_responder, apply_route, apply_workloads
+from ballast.shell.children import Children
+from ballast.shell.cluster_view import ClusterView
+from ballast.shell.contract_checks import ContractChecks
+from ballast.shell.observe import fallback_service, observe
+from ballast.shell.per_key_runner import PerKeyRunner
+from ballast.workloads import render
+from ballast.workloads.responder_manifests import DEFAULT_IMAGE
+
+log = logging.getLogger("ballast.shell.reconciler")
+Key = tuple[str, str]
+Manifest = dict[str, Any]
+
+RETRY_AFTER_ERROR = timedelta(seconds=5)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        api: KubeApi,
+        provider: MetricsProvider | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        view: ClusterView,
+        children: Children,
+        responder_image: str = DEFAULT_IMAGE,
+    ) -> None:
+        self.api = api
+        self.children = children
+        self.clock = clock
+        self.view = view
+        self.responder_image = responder_image
+        self.runner: PerKeyRunner[Key] = PerKeyRunner(self._reconcile_timed, self._failed)
+        self.checks = ContractChecks(provider, self.notify)
+        self.due: dict[Key, datetime] = {}
+        self.written: dict[Key, str] = {}  # the resourceVersion of the last status this reconciler wrote
+        # Which deployments route to a Service or read grants of a namespace: their events reconcile them.
+        self.fallback_services: dict[Key, set[Key]] = {}
+        self.grant_namespaces: dict[str, set[Key]] = {}
+
+    # ------------------------------------------------------------------------------ scheduling
+
+    def notify(self, namespace: str, name: str) -> None:
+        """Ask for a reconcile; coalesces with one already waiting."""
+        self.runner.notify((namespace, name))
+
+    def changed(self, namespace: str, name: str, resource_version: str) -> None:
+        """A watch event of the ModelDeployment: reconcile, unless it is the echo of this reconciler's own write."""
+        if self.written.get((namespace, name)) != resource_version:
+            self.notify(namespace, name)
+
+    def forget(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        self.due.pop(key, None)
+        self.checks.forget(key)
+        self.written.pop(key, None)
+        self._watch_references(key, set(), set())
+        self.runner.forget(key)
+        metrics.forget(namespace, name)
+
+    async def stop(self) -> None:
+        self.checks.cancel_all()
+        await self.runner.stop()
+
+    def service_changed(self, namespace: str, name: str) -> None:
+        for key in list(self.fallback_services.get((namespace, name), ())):
+            self.notify(*key)
+
+    def grants_changed(self, namespace: str) -> None:
+        for key in list(self.grant_namespaces.get(namespace, ())):
+            self.notify(*key)
+
+    async def tick_forever(self, period: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(period)
+            now = self.clock()
+            for key, due in list(self.due.items()):
+                if due <= now:
+                    self.due.pop(key, None)
+                    self.notify(*key)
+
+    async def _reconcile_timed(self, key: Key) -> None:
+        started = time.monotonic()
+        try:
+            await self.reconcile(*key)
+        except ApiError as error:
+            if error.namespace_terminating:
+                log.debug("%s/%s: its namespace is being deleted; not retrying", *key)
+                return
+            if error.status != 409:
+                raise
+            self.notify(*key)  # someone wrote in between: decide again on fresh state
+        finally:
+            metrics.reconcile_seconds.observe(time.monotonic() - started)
+
+    def _failed(self, key: Key, error: Exception) -> None:
+        log.error("reconcile of %s/%s failed; retrying", *key, exc_info=error)
+        metrics.reconcile_errors.labels(*key).inc()
+        self.due[key] = self.clock() + RETRY_AFTER_ERROR
+
+    def _watch_references(self, key: Key, services: set[Key], namespaces: set[str]) -> None:
+        _reindex(self.fallback_services, key, services)
+        _reindex(self.grant_namespaces, key, namespaces)
+
+    def _schedule(self, key: Key, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime) -> None:
+        due = [parse_time(status.next_check_at)] if status.next_check_at else []
+        check = self.checks.next_due(key, spec, status, now)
+        if check is not None:
+            due.append(check)
+        if due:
+            self.due[key] = min(due)
+        else:
+            self.due.pop(key, None)
+
+    # -------------------------------------------------------------------------- one reconcile
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        md = await self.api.get(MODEL_DEPLOYMENTS, namespace, name)
+        if md is None or md["metadata"].get("deletionTimestamp"):
+            self.forget(namespace, name)
+            return  # children go with it: ownerReferences, no finalizer
+        status = ModelDeploymentStatus.model_validate(md.get("status") or {})
+        try:
+            spec = ModelDeploymentSpec.model_validate(md["spec"])
+        except ValidationError as error:
+            await self._report_invalid(md, status, error)
+            return
+        key = (namespace, name)
+        children = self.children.of(namespace, name)
+        services = {ref[:2] for f in spec.fallbacks if (ref := fallback_service(md, f))}
+        self._watch_references(key, services, {ns for ns, _ in services if ns != namespace})
+        desired = revision_hash(md["spec"])
+        now = self.clock()
+        analysis = self.checks.verdict_if_due(key, spec, status, now)
+        observations = await observe(self.api, self.view, md, spec, status, children, analysis)
+        decision = decide(spec, desired, md["metadata"].get("generation", 1), status, observations, now)
+
+        if decision.status != status:
+            md = await self.api.patch_status(
+                MODEL_DEPLOYMENTS, namespace, name, merge_patch(status, decision.status),
+                md["metadata"]["resourceVersion"],
+            )  # fmt: skip
+            self.written[key] = md["metadata"]["resourceVersion"]
+        # Events go out beside the act step: a person reads them, traffic must not wait for them.
+        events = asyncio.create_task(post_events(self.api, md, decision.events, now))
+        try:
+            log_decisions(md, decision.history)
+            for entry in decision.history:
+                metrics.decisions.labels(namespace, name, entry.action).inc()
+            weights = decision.status.weights
+            metrics.record_state(namespace, name, decision.status.phase, weights.stable, weights.canary,
+                                 weights.fallback, decision.status.kill_switch.engaged)  # fmt: skip
+            templates = {r["metadata"]["labels"][render.REVISION_LABEL]: r["data"] for r in children.revisions}
+            # A kill switch moving users touches only the route: it goes first, before any workload write.
+            rerouted = (status.weights.fallback, status.weights.fallback_name) != (
+                weights.fallback,
+                weights.fallback_name,
+            )
+            if rerouted:
+                await apply_route(self.api, md, spec, decision.status, children)
+            await apply_workloads(self.api, md, spec, decision.status, desired, templates, children)
+            await apply_responder(self.api, md, spec, children, self.responder_image)
+            if not rerouted:
+                await apply_route(self.api, md, spec, decision.status, children)
+        finally:
+            await events
+        self._schedule(key, spec, decision.status, now)
+
+    async def _report_invalid(self, md: Manifest, status: ModelDeploymentStatus, error: ValidationError) -> None:
+        """A spec the models refuse (for example after an operator downgrade) never touches traffic."""
+        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())[:1000]
+        if status.message == f"invalid spec: {message}":
+            return
+        after = status.model_copy(deep=True)
+        after.phase = "Failed"  # traffic stays as it is; the next valid spec resumes from status
+        after.message = f"invalid spec: {message}"
+        ready = [c for c in after.conditions if c.type != "Ready"]
+        after.conditions = [
+            Condition(type="Ready", status="False", reason="InvalidSpec", message=message,
+                      last_transition_time=format_time(self.clock())),
+            *ready,
+        ]  # fmt: skip
+        metadata = md["metadata"]
+        await self.api.patch_status(
+            MODEL_DEPLOYMENTS, metadata["namespace"], metadata["name"], merge_patch(status, after),
+            metadata["resourceVersion"],
+        )  # fmt: skip
+        await post_events(self.api, md, (Event("Warning", "InvalidSpec", message),), self.clock())
+
+
+Ref = TypeVar("Ref", bound=Hashable)
+
+
+def _reindex(index: dict[Ref, set[Key]], key: Key, wanted: set[Ref]) -> None:
+    """Make `key` listed under exactly the references in `wanted`."""
+    for ref in list(index):
+        if ref not in wanted:
+            index[ref].discard(key)
+            if not index[ref]:
+                del index[ref]
+    for ref in wanted:
+        index.setdefault(ref, set()).add(key)
