@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from ballast.api.validation import validate_manifest
-from ballast.devstack.cluster import Cluster, wait_until
+from ballast.devstack.cluster import POD_CIDR, Cluster, wait_until
 from ballast.devstack.dataplane import DataPlane
 from tests.e2e.conftest import OPERATOR_USER, ROOT
 from tests.e2e.manifests import deployment
@@ -57,7 +57,7 @@ def test_a_deployment_becomes_available_on_kwok_nodes(cluster: Cluster, data_pla
     assert len(pods) == 2
     for pod in pods:
         assert pod["spec"]["nodeName"].startswith("kwok-node-")
-        assert pod["status"]["podIP"].startswith("127.1.")
+        assert pod["status"]["podIP"].startswith(POD_CIDR.rsplit(".", 2)[0] + ".")
 
 
 def test_pod_security_admission_refuses_a_privileged_pod(cluster: Cluster, namespace: str) -> None:

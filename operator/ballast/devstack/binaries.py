@@ -8,6 +8,7 @@ kubectl, which must match the API server's version) is used as it is. The cache 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -287,10 +288,18 @@ def _ensure(component: _Component, progress: Progress) -> dict[str, Path]:
 
 
 def ensure_all(progress: Progress = print) -> Binaries:
-    """Every binary of the local stack, building what is missing. Fast when warm: no go command runs."""
+    """Every binary of the local stack, building what is missing. Fast when warm: no go command runs.
+
+    One build at a time per cache: a second process (another test session, `ballast dev up`) waits
+    for the first and then finds the binaries built.
+    """
     paths: dict[str, Path] = {}
-    for component in _COMPONENTS:
-        paths.update(_ensure(component, progress))
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with (cache_dir() / "build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for component in _COMPONENTS:
+            paths.update(_ensure(component, progress))
+        crds, stages = _gateway_api_crds(progress), _kwok_stages()
     return Binaries(
         kube_apiserver=paths["kube-apiserver"],
         kube_controller_manager=paths["kube-controller-manager"],
@@ -301,8 +310,8 @@ def ensure_all(progress: Progress = print) -> Binaries:
         helm=paths["helm"],
         prometheus=paths["prometheus"],
         traefik=paths["traefik"],
-        gateway_api_crds=_gateway_api_crds(progress),
-        kwok_stages=_kwok_stages(),
+        gateway_api_crds=crds,
+        kwok_stages=stages,
     )
 
 

@@ -36,9 +36,14 @@ AUDIT_POLICY = {
         {"level": "Metadata"},
     ],
 }
-POD_CIDR = "127.1.0.1/16"
+# Stacks started side by side on one machine (BALLAST_STACK_SLOT=0..15, for example one per git worktree)
+# take distinct loopback ranges: simulators bind to pod addresses and the supervisor to ClusterIPs.
+SLOT = int(os.environ.get("BALLAST_STACK_SLOT", "0"))
+if not 0 <= SLOT <= 15:
+    raise ValueError(f"BALLAST_STACK_SLOT must be 0..15, not {SLOT}")
+POD_CIDR = f"127.{1 + SLOT}.0.1/16"
 # Loopback, like pod addresses: the supervisor serves each ClusterIP as kube-proxy would (see dataplane.py).
-SERVICE_CIDR = "127.96.0.0/16"
+SERVICE_CIDR = f"127.{96 + SLOT}.0.0/16"
 ADMIN_USER = "ballast-admin"
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 
