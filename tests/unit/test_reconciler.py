@@ -18,11 +18,12 @@ from ballast.api.revision import revision_hash
 from ballast.api.status import ModelDeploymentStatus
 from ballast.kube.client import ApiError
 from ballast.kube.resources import EVENTS, HTTP_ROUTES, MODEL_DEPLOYMENTS, Resource
+from ballast.rollout.check_scope import began_in
 from ballast.shell.children import Children
 from ballast.shell.cluster_view import ClusterView
 from ballast.shell.reconciler import Reconciler
 from ballast.workloads.render import DEPLOYMENT_LABEL, REVISION_LABEL
-from tests.unit.test_rollout_core import READY, Run, began_in, check
+from tests.unit.test_rollout_core import READY, Run, check
 
 NS, NAME = "apps", "bot"
 KEY = (NS, NAME)

@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.status import Analysis, KillSwitchSource, ModelDeploymentStatus
 from ballast.api.timestamps import parse_time
-from ballast.api.types import DURATION_PATTERN, parse_duration
+from ballast.api.types import parse_duration
+from ballast.rollout.check_scope import began_in
 from ballast.rollout.core import Decision, decide, replicas_for_share
 from ballast.rollout.observations import Commands, FallbackObservation, Observations, RevisionObservation
+from tests.unit.test_durations import ANY_DURATION
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 READY = RevisionObservation(available=True, ready_replicas=2)
@@ -387,16 +389,6 @@ def check(verdict: str, value: float | None = None, revision: str = "bbb", reaso
     )  # fmt: skip
 
 
-def began_in(analysis: Analysis, status: ModelDeploymentStatus) -> Analysis:
-    """A verdict as the shell hands it over: bound to the step, weights and step start its check began in."""
-    binding = {
-        "step": -1 if status.current_step is None else status.current_step,
-        "canaryWeight": status.weights.canary,
-        "stepStartedAt": status.step_started_at,
-    }
-    return Analysis.model_validate({**analysis.model_dump(by_alias=True, exclude_none=True), **binding})
-
-
 def judged(run: Run, revision: str, analysis: Any, seconds: float = 0, *, began: Any = None) -> Decision:
     """Decide with a verdict whose check began in `began` (by default the status in force when it is handed over)."""
     run.now += timedelta(seconds=seconds)
@@ -504,7 +496,7 @@ def test_a_stale_verdict_changes_nothing_at_all() -> None:
     run.step("bbb", 10)
     judged(run, "bbb", check("Passed", 0.4), 0)
     run.step("bbb", 30)
-    before = run.status
+    before = run.step("bbb").status  # what deciding again without a verdict gives
     for verdict in ("Passed", "Failed", "Inconclusive", "Error"):
         stale = judged(run, "bbb", check(verdict, 9.0, reason="x"), 0, began=step_one)
         assert stale.status == before
@@ -677,9 +669,6 @@ def test_verdicts_count_only_for_the_step_they_measured_over_any_history(
     events: list[tuple[Any, ...]], model_spec: ModelDeploymentSpec
 ) -> None:
     replay_with_verdicts(events, model_spec)
-
-
-ANY_DURATION = st.from_regex(DURATION_PATTERN, fullmatch=True).filter(lambda text: 2 <= len(text) <= 32)
 
 
 @settings(max_examples=200, deadline=None)

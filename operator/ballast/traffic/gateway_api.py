@@ -7,9 +7,11 @@ else, with a JSON patch guarded by the route's resourceVersion.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
+from ballast.api.types import parse_duration, whole_units
 from ballast.kube.client import ApiError, KubeApi
 from ballast.kube.resources import GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, Resource
 from ballast.traffic.router import Backends, Capabilities, Manifest
@@ -30,8 +32,23 @@ def backend_refs(spec: ModelDeploymentSpec, backends: Backends) -> list[Manifest
     return [r for r in refs if r["weight"] > 0] or refs
 
 
+# Gateway API durations (GEP-2257) have at most five digits per part: anything longer is written as the longest.
+_LONGEST_TIMEOUT = timedelta(hours=99999)
+
+
+def _gateway_duration(duration: timedelta) -> str:
+    """A duration as an HTTPRoute accepts it: whole units, no fractions (`1.5m` -> `1m30s`)."""
+    return whole_units(min(duration, _LONGEST_TIMEOUT))
+
+
 def _timeouts(spec: ModelDeploymentSpec) -> Manifest:
-    return {"request": spec.traffic.timeouts.request, "backendRequest": spec.traffic.timeouts.backend_request}
+    """The route's timeouts. A backend request cannot outlast the whole request (a zero request timeout is none):
+    the Gateway API refuses a route that says otherwise, and the request timeout would cut it there anyway."""
+    request = parse_duration(spec.traffic.timeouts.request)
+    backend = parse_duration(spec.traffic.timeouts.backend_request)
+    if request:
+        backend = min(backend, request)
+    return {"request": _gateway_duration(request), "backendRequest": _gateway_duration(backend)}
 
 
 def build_http_route(md: Manifest, spec: ModelDeploymentSpec, backends: Backends) -> Manifest:
