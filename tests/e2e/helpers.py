@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import yaml
@@ -68,6 +69,25 @@ def wait_status(
 
     wait_until(holds, timeout, f"{namespace}/{name}: {what}")
     return seen
+
+
+def audited_reads(cluster: Cluster, user: str, namespace: str, name: str, since: datetime, until: datetime) -> int:
+    """GETs of one ModelDeployment by `user` received between two moments, from the API server's audit log."""
+    count = 0
+    for line in cluster.audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        target = entry.get("objectRef") or {}
+        if (
+            entry.get("stage") == "ResponseComplete"
+            and entry.get("verb") == "get"
+            and entry.get("user", {}).get("username") == user
+            and (target.get("resource"), target.get("namespace"), target.get("name"))
+            == ("modeldeployments", namespace, name)
+            and not target.get("subresource")
+            and since <= datetime.fromisoformat(entry["requestReceivedTimestamp"]) <= until
+        ):
+            count += 1
+    return count
 
 
 def route_weights(cluster: Cluster, namespace: str, route: str, rule: str = "split") -> dict[str, int]:

@@ -36,15 +36,20 @@ def operator_kubeconfig(cluster: Cluster, rbac: Path) -> Path:
 class Operator:
     """`ballast run` as a separate process under the operator's own RBAC identity."""
 
-    def __init__(self, cluster: Cluster, kubeconfig: Path, prometheus_url: str) -> None:
+    def __init__(
+        self, cluster: Cluster, kubeconfig: Path, prometheus_url: str, prometheus_timeout: str = "10s"
+    ) -> None:
         self.cluster = cluster
         self.kubeconfig = kubeconfig
         self.prometheus_url = prometheus_url
+        self.prometheus_timeout = prometheus_timeout
         self.process: subprocess.Popen[bytes] | None = None
         self.log = cluster.workdir / "logs" / "operator.log"
+        self.metrics_port = 0
 
     def start(self) -> None:
         port = free_port()
+        self.metrics_port = free_port()
         environment = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
@@ -57,6 +62,10 @@ class Operator:
                     f"http://127.0.0.1:{port}/healthz",
                     "--prometheus-url",
                     self.prometheus_url,
+                    "--prometheus-timeout",
+                    self.prometheus_timeout,
+                    "--metrics-port",
+                    str(self.metrics_port),
                 ],
                 env=environment,
                 stdout=out,
@@ -74,6 +83,19 @@ class Operator:
                 return bool(response.status == 200)
         except OSError:
             return False
+
+    def metrics(self) -> dict[str, float]:
+        """The operator's own metrics now, by sample name with its labels (`name{label="value"}`)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        samples = (sample for family in text_string_to_metric_families(text) for sample in family.samples)
+        return {
+            sample.name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items())) + "}"
+                           if sample.labels else ""): sample.value
+            for sample in samples
+        }  # fmt: skip
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, as a crashed or evicted operator."""

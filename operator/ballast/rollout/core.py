@@ -217,7 +217,7 @@ _SIGNIFICANT = 2  # digits: noise below this does not rewrite status
 
 
 def _digest(analysis: Analysis | None) -> object:
-    """What a person reads of a check: verdicts and values to two significant digits."""
+    """What a person reads of a check: what it measured, verdicts and values to two significant digits."""
     if analysis is None:
         return None
 
@@ -226,6 +226,8 @@ def _digest(analysis: Analysis | None) -> object:
 
     return (
         analysis.revision,
+        analysis.step,
+        analysis.canary_weight,
         analysis.verdict,
         tuple((o.name, o.verdict, rounded(o.value), rounded(o.stable_value), o.reason) for o in analysis.objectives),
     )
