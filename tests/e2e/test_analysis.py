@@ -136,7 +136,7 @@ def test_an_error_spike_is_rolled_back(
     assert "error-rate" in rolled["history"][-1]["message"]
 
 
-def test_a_canary_without_traffic_stays_inconclusive_and_holds(
+def test_a_canary_without_traffic_holds_inconclusive_and_is_read_once_per_check(
     cluster: Cluster, data_plane: DataPlane, operator: Operator, namespace: str
 ) -> None:
     manifest = analysed("quiet", namespace, [ERRORS], {"SIM_LATENCY": "0.02"})
