@@ -2,7 +2,7 @@
 
 Values are converted by their schema type (the API server treats every `number` as a double and
 every `integer` as an int), defaults are applied first (the API server defaults before it
-validates), and the Kubernetes list extension `isSorted` is provided.
+validates), and the Kubernetes library functions the rules call come from `cel_library`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from celpy import celtypes
 from celpy.adapter import json_to_cel
 from celpy.evaluation import CELEvalError
 
+from ballast.api.cel_library import FUNCTIONS, go_errors
 from ballast.api.schema import Schema
 
 
@@ -30,17 +31,12 @@ class RuleFailure:
         return f"{self.path}: Invalid value: {self.message}"
 
 
-def _is_sorted(values: list[Any]) -> celtypes.BoolType:
-    return celtypes.BoolType(all(values[i] <= values[i + 1] for i in range(len(values) - 1)))
-
-
-_KUBERNETES_FUNCTIONS = {"isSorted": _is_sorted}
 _ENVIRONMENT = celpy.Environment()
 
 
 @lru_cache(maxsize=512)
 def _program(expression: str) -> celpy.Runner:
-    return _ENVIRONMENT.program(_ENVIRONMENT.compile(expression), functions=cast(Any, _KUBERNETES_FUNCTIONS))
+    return _ENVIRONMENT.program(_ENVIRONMENT.compile(expression), functions=cast(Any, FUNCTIONS))
 
 
 def to_cel(value: Any, schema: Schema) -> Any:
@@ -89,10 +85,15 @@ def _default_in_place(value: Any, schema: Schema) -> None:
 def evaluate_rules(value: Any, schema: Schema, path: str) -> Iterator[RuleFailure]:
     """Every failing `x-kubernetes-validations` rule in `value`, depth first, as the API server reports."""
     for rule in schema.get("x-kubernetes-validations", ()):
-        try:
-            ok = _program(rule["rule"]).evaluate({"self": to_cel(value, schema)})
-        except CELEvalError as error:
-            yield RuleFailure(path, f"{error.args[0]} evaluating rule: {rule['rule']}")
+        with go_errors() as errors:
+            try:
+                ok = _program(rule["rule"]).evaluate({"self": to_cel(value, schema)})
+            except CELEvalError as error:
+                ok = error
+        if isinstance(ok, CELEvalError):
+            # The API server's words: `<Go error> evaluating rule: <message, or the rule without one>`.
+            reason = errors[0] if errors else _reason(ok)
+            yield RuleFailure(path, f"{_type_name(schema)}: {reason} evaluating rule: {rule.get('message') or rule['rule']}")
             continue
         if ok != celtypes.BoolType(True):
             yield RuleFailure(path + rule.get("fieldPath", ""), rule["message"])
@@ -107,3 +108,18 @@ def evaluate_rules(value: Any, schema: Schema, path: str) -> Iterator[RuleFailur
     elif isinstance(value, list) and "items" in schema:
         for index, item in enumerate(value):
             yield from evaluate_rules(item, schema["items"], f"{path}[{index}]")
+
+
+def _type_name(schema: Schema) -> str:
+    """How the API server names the value of a failed evaluation: its schema type, quoted."""
+    return f'"{schema.get("type", "object")}"'
+
+
+def _reason(error: CELEvalError) -> str:
+    """A CEL error in plain words, never a Python class or repr."""
+    first = error.args[0] if error.args else None
+    if first in ("no such member", "no such key") and len(error.args) > 2:
+        return f"no such key: {error.args[2][0] if error.args[2] else ''}"
+    if isinstance(first, str) and "<class" not in first:
+        return first
+    return "evaluation error"
