@@ -15,6 +15,7 @@ from pydantic_core import ErrorDetails
 
 from ballast.api.cel import apply_defaults, evaluate_rules
 from ballast.api.crd import object_schema
+from ballast.api.objectmeta import generated_name, metadata_errors
 from ballast.api.resources import BY_KIND, Resource
 from ballast.api.schema import Schema
 
@@ -48,6 +49,8 @@ def validate_manifest(manifest: dict[str, Any]) -> list[str]:
     metadata = manifest.get("metadata")
     if not isinstance(metadata, dict) or not (metadata.get("name") or metadata.get("generateName")):
         errors.append("metadata.name: Required value: name or generateName is required")
+    else:
+        errors.extend(metadata_errors(metadata, namespaced=resource.scope == "Namespaced"))
     spec = manifest.get("spec")
     if spec is None:
         errors.append("spec: Required value")
@@ -58,6 +61,9 @@ def validate_manifest(manifest: dict[str, Any]) -> list[str]:
     schema = object_schema(resource)
     # The status subresource ignores status on create and update of the main resource.
     candidate = {k: v for k, v in manifest.items() if k != "status"}
+    if not candidate["metadata"].get("name"):
+        # The API server names the object before it validates: rules read the generated name.
+        candidate["metadata"] = {**candidate["metadata"], "name": generated_name(candidate["metadata"])}
     defaulted = apply_defaults(candidate, schema)
     errors.extend(_duplicate_keys(defaulted["spec"], schema["properties"]["spec"], "spec"))
     root_rules = {k: v for k, v in schema.items() if k == "x-kubernetes-validations"}
