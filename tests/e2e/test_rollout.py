@@ -119,6 +119,33 @@ def test_a_canary_that_never_becomes_ready_is_rolled_back_at_its_deadline(
     assert started < rolled["history"][-1]["at"]
 
 
+def test_a_canary_refused_by_pod_security_is_rolled_back_with_the_reason_not_retried(
+    cluster: Cluster, data_plane: DataPlane, operator: Operator, namespace: str
+) -> None:
+    manifest = model_deployment("refused", namespace)  # progressDeadline stays at its default, 15m
+    apply(cluster, manifest)
+    first = wait_status(cluster, namespace, "refused", "Stable", lambda s: s.get("phase") == "Stable")
+    # A template without the restricted security context: Pod Security Admission refuses its pods.
+    manifest["spec"]["model"].pop("image")
+    manifest["spec"]["model"].pop("env")
+    manifest["spec"]["model"]["template"] = {
+        "spec": {"containers": [{"name": "server", "image": "model-server:simulated", "ports": [{"containerPort": 8000}]}]}
+    }
+    apply(cluster, manifest)
+    rolled = wait_status(
+        cluster, namespace, "refused", "RolledBack", lambda s: s.get("phase") == "RolledBack", timeout=60
+    )
+    last = rolled["history"][-1]
+    assert last["reason"] == "PodsRefused"
+    assert 'violates PodSecurity "restricted:latest"' in last["message"]
+    assert rolled["stableRevision"] == first["stableRevision"]
+    degraded = next(c for c in rolled["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and "PodSecurity" in degraded["message"]
+    # Not retried: the refused revision is scaled to zero.
+    canary = next(r for r in rolled["revisions"] if r["name"] == last["revision"])
+    assert canary["replicas"] == 0
+
+
 def test_an_operator_killed_mid_canary_resumes_at_the_same_step(
     cluster: Cluster, data_plane: DataPlane, operator: Operator, namespace: str
 ) -> None:

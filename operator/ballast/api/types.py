@@ -74,7 +74,8 @@ def keys_are_qualified_names(subject: str, *, reserved: bool = False) -> list[Ru
     return rules
 
 
-DURATION = StringConstraints(min_length=2, max_length=32, pattern=DURATION_PATTERN)
+# Four parts of five digits, a nine-digit fraction and a unit each.
+DURATION = StringConstraints(min_length=2, max_length=68, pattern=DURATION_PATTERN)
 
 DNSLabel = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
 DNSSubdomain = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]
