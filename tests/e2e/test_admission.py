@@ -80,7 +80,9 @@ def test_a_user_who_may_create_what_ballast_creates_is_accepted(cluster: Cluster
 @pytest.mark.usefixtures("people")
 def test_only_a_new_spec_is_judged_so_labels_stay_editable(cluster: Cluster, namespace: str) -> None:
     assert _create_as(cluster, OPERATOR_OF_WORKLOADS, model_deployment("shared", namespace)).returncode == 0
-    labelled = cluster.kubectl("label", "mdep", "shared", "team=support", f"--as={AUTHOR}", "-n", namespace, check=False)
+    labelled = cluster.kubectl(
+        "label", "mdep", "shared", "team=support", f"--as={AUTHOR}", "-n", namespace, check=False
+    )
     assert labelled.returncode == 0, labelled.stderr
     patch = '{"spec":{"model":{"replicas":3}}}'
     edited = cluster.kubectl(

@@ -129,7 +129,9 @@ def test_a_canary_refused_by_pod_security_is_rolled_back_with_the_reason_not_ret
     manifest["spec"]["model"].pop("image")
     manifest["spec"]["model"].pop("env")
     manifest["spec"]["model"]["template"] = {
-        "spec": {"containers": [{"name": "server", "image": "model-server:simulated", "ports": [{"containerPort": 8000}]}]}
+        "spec": {
+            "containers": [{"name": "server", "image": "model-server:simulated", "ports": [{"containerPort": 8000}]}]
+        }
     }
     apply(cluster, manifest)
     rolled = wait_status(
@@ -140,7 +142,8 @@ def test_a_canary_refused_by_pod_security_is_rolled_back_with_the_reason_not_ret
     assert 'violates PodSecurity "restricted:latest"' in last["message"]
     assert rolled["stableRevision"] == first["stableRevision"]
     degraded = next(c for c in rolled["conditions"] if c["type"] == "Degraded")
-    assert degraded["status"] == "True" and "PodSecurity" in degraded["message"]
+    assert degraded["status"] == "True"
+    assert "PodSecurity" in degraded["message"]
     # Not retried: the refused revision is scaled to zero.
     canary = next(r for r in rolled["revisions"] if r["name"] == last["revision"])
     assert canary["replicas"] == 0

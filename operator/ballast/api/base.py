@@ -33,7 +33,8 @@ def checked_by(*rules: Rule) -> Any:
 
     All of a field's rules must be given in one call: pydantic keeps only the last `json_schema_extra`.
     """
-    return Field(json_schema_extra={"x-kubernetes-validations": [r.to_schema() for r in rules]})
+    validations: list[Any] = [r.to_schema() for r in rules]
+    return Field(json_schema_extra={"x-kubernetes-validations": validations})
 
 
 def _attach_rules(schema: dict[str, Any], model: type[BaseModel]) -> None:

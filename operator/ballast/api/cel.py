@@ -86,6 +86,7 @@ def evaluate_rules(value: Any, schema: Schema, path: str) -> Iterator[RuleFailur
     """Every failing `x-kubernetes-validations` rule in `value`, depth first, as the API server reports."""
     for rule in schema.get("x-kubernetes-validations", ()):
         with go_errors() as errors:
+            ok: Any
             try:
                 ok = _program(rule["rule"]).evaluate({"self": to_cel(value, schema)})
             except CELEvalError as error:
@@ -93,7 +94,9 @@ def evaluate_rules(value: Any, schema: Schema, path: str) -> Iterator[RuleFailur
         if isinstance(ok, CELEvalError):
             # The API server's words: `<Go error> evaluating rule: <message, or the rule without one>`.
             reason = errors[0] if errors else _reason(ok)
-            yield RuleFailure(path, f"{_type_name(schema)}: {reason} evaluating rule: {rule.get('message') or rule['rule']}")
+            yield RuleFailure(
+                path, f"{_type_name(schema)}: {reason} evaluating rule: {rule.get('message') or rule['rule']}"
+            )
             continue
         if ok != celtypes.BoolType(True):
             yield RuleFailure(path + rule.get("fieldPath", ""), rule["message"])

@@ -171,7 +171,9 @@ def is_ip(text: Any) -> celtypes.BoolType:
 
 def ip(text: Any) -> Any:
     parsed = _parse_ip(str(text))
-    return parsed if parsed is not None else _fail(f"IP Address {str(text)!r} parse error during conversion from string")
+    return (
+        parsed if parsed is not None else _fail(f"IP Address {str(text)!r} parse error during conversion from string")
+    )
 
 
 def _predicate(test: Callable[[Address], bool]) -> Callable[[Address], celtypes.BoolType]:

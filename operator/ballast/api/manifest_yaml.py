@@ -28,10 +28,10 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise ManifestYAMLError(
-                    f'error converting YAML to JSON: yaml: unmarshal errors:\n  line {key_node.start_mark.line + 1}: '
+                    f"error converting YAML to JSON: yaml: unmarshal errors:\n  line {key_node.start_mark.line + 1}: "
                     f'key "{key}" already set in map'
                 )
             seen.add(key)
@@ -75,20 +75,18 @@ def load_documents(text: str) -> list[Any]:
     documents = []
     loader = _StrictLoader(text)
     try:
-        while loader.check_node():  # type: ignore[no-untyped-call]
-            node = loader.get_node()  # type: ignore[no-untyped-call]
+        while loader.check_node():
+            node = loader.get_node()
             if node is None:
                 continue
             if _expanded_size(node, {}) > MAX_EXPANDED_NODES:
-                raise ManifestYAMLError(
-                    "error converting YAML to JSON: yaml: document contains excessive aliasing"
-                )
-            document = loader.construct_document(node)  # type: ignore[no-untyped-call]
+                raise ManifestYAMLError("error converting YAML to JSON: yaml: document contains excessive aliasing")
+            document = loader.construct_document(node)
             bad = _non_finite(document)
             if bad is not None:
                 raise ManifestYAMLError(f"json: unsupported value: {_go_float(bad)}")
             if document is not None:
                 documents.append(document)
     finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        loader.dispose()
     return documents

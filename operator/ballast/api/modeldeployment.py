@@ -75,7 +75,9 @@ class TemplateMetadata(SpecModel):
                 "the Kubernetes limit for a pod",
             ),
         ),
-    ] = Field(default_factory=dict, max_length=64, description="Pod annotations (keys under ballast.dev/ are reserved).")
+    ] = Field(
+        default_factory=dict, max_length=64, description="Pod annotations (keys under ballast.dev/ are reserved)."
+    )
 
 
 class PodTemplate(SpecModel):

@@ -39,7 +39,10 @@ QUERY_RULES = (
         "a query may use only the variables {{namespace}}, {{name}}, {{revision}}, {{service}} and {{window}}, "
         "written exactly so",
     ),
-    Rule(f"!({_KNOWN_ONLY}) || {_BALANCED}", "a query's selector braces must open and close in turn: a stray or nested { or } is refused"),
+    Rule(
+        f"!({_KNOWN_ONLY}) || {_BALANCED}",
+        "a query's selector braces must open and close in turn: a stray or nested { or } is refused",
+    ),
     Rule(
         f"self.matches(r'''{_NO_COMMENT}''')",
         "a query may not contain a # comment outside a string: it would hide the rest of the query",
