@@ -20,30 +20,38 @@ _GENERATED_SUFFIX = 5
 _MAX_GENERATE_PREFIX = 63 - _GENERATED_SUFFIX
 
 
-def _subdomain_problems(value: str) -> list[str]:
+def _problems(value: str, limit: int, pattern: str, explanation: str) -> list[str]:
+    """The API server's two checks of a name-like string: its length, then its shape."""
     problems = []
-    if len(value) > 253:
-        problems.append("must be no more than 253 characters")
-    if not re.fullmatch(_DNS1123_SUBDOMAIN, value):
-        problems.append(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and "
-            "must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
-            f"'{_DNS1123_SUBDOMAIN}')"
-        )
+    if len(value) > limit:
+        problems.append(f"must be no more than {limit} characters")
+    if not re.fullmatch(pattern, value):
+        problems.append(f"{explanation}, regex used for validation is '{pattern}')")
     return problems
+
+
+_SUBDOMAIN_RULE = (
+    253,
+    _DNS1123_SUBDOMAIN,
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and "
+    "must start and end with an alphanumeric character (e.g. 'example.com'",
+)
+
+
+def _subdomain_problems(value: str) -> list[str]:
+    return _problems(value, *_SUBDOMAIN_RULE)
+
+
+_LABEL_RULE = (
+    63,
+    _DNS1123_LABEL,
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start "
+    "and end with an alphanumeric character (e.g. 'my-name',  or '123-abc'",
+)
 
 
 def _label_problems(value: str) -> list[str]:
-    problems = []
-    if len(value) > 63:
-        problems.append("must be no more than 63 characters")
-    if not re.fullmatch(_DNS1123_LABEL, value):
-        problems.append(
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start "
-            f"and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
-            f"'{_DNS1123_LABEL}')"
-        )
-    return problems
+    return _problems(value, *_LABEL_RULE)
 
 
 def _qualified_name_problems(key: str) -> list[str]:
@@ -74,17 +82,16 @@ def _qualified_name_problems(key: str) -> list[str]:
     return problems
 
 
+_LABEL_VALUE_RULE = (
+    63,
+    _LABEL_VALUE,
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and "
+    "must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345'",
+)
+
+
 def _label_value_problems(value: str) -> list[str]:
-    problems = []
-    if len(value) > 63:
-        problems.append("must be no more than 63 characters")
-    if not re.fullmatch(_LABEL_VALUE, value):
-        problems.append(
-            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and "
-            "must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', "
-            f"regex used for validation is '{_LABEL_VALUE}')"
-        )
-    return problems
+    return _problems(value, *_LABEL_VALUE_RULE)
 
 
 def _invalid(path: str, value: Any, problem: str) -> str:
