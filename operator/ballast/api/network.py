@@ -33,16 +33,17 @@ WEBHOOK_URL_PATTERN = r"^https?://[^\s/?#@\\]+([/?#][^\s\\]*)?$"
 # A host name, not a number in disguise: a DNS name whose last label starts with a letter, so
 # 2130706433, 0x7f.1 or 127.1 (which HTTP clients read as IPv4 addresses) are not names.
 NAMED_HOST_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?[.])*[a-z]([-a-z0-9]*[a-z0-9])?[.]?$"
-# Cloud metadata services outside link-local space (link-local itself is refused whole).
-METADATA_CIDRS = ("100.100.100.200/32", "fd00:ec2::254/128")
+# Besides what `ip()` classifies: "this network" (Linux connects 0.0.0.0/8 to the local host) and
+# cloud metadata services outside link-local space (link-local itself is refused whole).
+FORBIDDEN_CIDRS = ("0.0.0.0/8", "100.100.100.200/32", "fd00:ec2::254/128")
 
 
 def _address_allowed(host: str) -> str:
     ip = f"ip({host})"
-    metadata = " && ".join(f"!cidr('{c}').containsIP({ip})" for c in METADATA_CIDRS)
+    elsewhere = " && ".join(f"!cidr('{c}').containsIP({ip})" for c in FORBIDDEN_CIDRS)
     return (
         f"!{ip}.isLoopback() && !{ip}.isLinkLocalUnicast() && !{ip}.isLinkLocalMulticast()"
-        f" && !{ip}.isUnspecified() && {metadata}"
+        f" && !{ip}.isUnspecified() && {elsewhere}"
     )
 
 
