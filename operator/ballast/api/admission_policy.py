@@ -49,28 +49,28 @@ class Needed:
     def message(self) -> str:
         kind = f"{self.resource}.{self.group}" if self.group else self.resource
         return (
-            "request.userInfo.username + ' may not " + self.verb + " " + kind + " in namespace ' + "
-            "object.metadata.namespace + ', and Ballast would " + self.why + " for ModelDeployment ' + "
-            "object.metadata.name + ': ask for that permission, or for someone who has it to apply this'"
+            f"request.userInfo.username + ' may not {self.verb} {kind} in namespace ' + object.metadata.namespace"
+            f" + ', which Ballast would do for ModelDeployment ' + object.metadata.name + ' ({self.why})"
+            "; ask for that permission, or have someone who has it apply this'"
         )
 
 
 NEEDED = (
-    Needed("apps", "deployments", "create", "true", "create one per revision, running its pod template"),
-    Needed("", "services", "create", "true", "create one per revision"),
+    Needed("apps", "deployments", "create", "true", "one per revision, running its pod template"),
+    Needed("", "services", "create", "true", "one per revision"),
     Needed(
         "gateway.networking.k8s.io",
         "httproutes",
         "create",
         "object.spec.traffic.router == 'gateway-api' && has(object.spec.traffic.parentRefs)",
-        "create its HTTPRoute",
+        "its HTTPRoute",
     ),
     Needed(
         "gateway.networking.k8s.io",
         "httproutes",
         "update",
         "has(object.spec.traffic.routeRef)",
-        "edit the backends of the HTTPRoute it names",
+        "the backends of the HTTPRoute it names",
         name="object.spec.traffic.routeRef.name",
     ),
     Needed(
@@ -78,7 +78,7 @@ NEEDED = (
         "horizontalpodautoscalers",
         "create",
         "has(object.spec.model.autoscaling)",
-        "create one per revision",
+        "one per revision",
     ),
 )
 

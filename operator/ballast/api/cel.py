@@ -21,14 +21,47 @@ from celpy.evaluation import CELEvalError
 from ballast.api.cel_library import FUNCTIONS, go_errors
 from ballast.api.schema import Schema
 
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
+def _go_quote(text: str) -> str:
+    """A string as Go's %q prints it: printable Unicode kept, control characters escaped."""
+    out = []
+    for char in text:
+        if char in ('"', "\\"):
+            out.append("\\" + char)
+        elif char in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\x{ord(char):02x}")
+        elif not char.isprintable() and char != " ":
+            out.append(f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def go_value(value: Any) -> str:
+    """A value as the API server prints it in an error (Go's %v and %q: 1.0 prints as 1)."""
+    if isinstance(value, str):
+        return _go_quote(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
 
 @dataclass(frozen=True)
 class RuleFailure:
     path: str
     message: str
+    # A scalar's value is shown before the message, as the API server shows it; objects and lists are not.
+    value: Any = None
 
     def __str__(self) -> str:
-        return f"{self.path}: Invalid value: {self.message}"
+        shown = "" if self.value is None or isinstance(self.value, dict | list) else f"{go_value(self.value)}: "
+        return f"{self.path}: Invalid value: {shown}{self.message}"
 
 
 _ENVIRONMENT = celpy.Environment()
@@ -99,7 +132,8 @@ def evaluate_rules(value: Any, schema: Schema, path: str) -> Iterator[RuleFailur
             )
             continue
         if ok != celtypes.BoolType(True):
-            yield RuleFailure(path + rule.get("fieldPath", ""), rule["message"])
+            shown = None if rule.get("fieldPath") else value
+            yield RuleFailure(path + rule.get("fieldPath", ""), rule["message"], shown)
     if isinstance(value, dict):
         for key, sub in schema.get("properties", {}).items():
             if key in value:

@@ -93,6 +93,26 @@ def replace(text: Any, old: Any, new: Any, limit: Any = -1) -> celtypes.StringTy
     return celtypes.StringType(str(text).replace(str(old), str(new), int(limit)))
 
 
+def find(text: Any, pattern: Any) -> Any:
+    compiled = _compile(str(pattern))
+    if isinstance(compiled, str):
+        return _fail(compiled)
+    found = compiled.search(str(text))
+    return celtypes.StringType(found.group(0) if found else "")
+
+
+def index_of(text: Any, part: Any) -> celtypes.IntType:
+    return celtypes.IntType(str(text).find(str(part)))
+
+
+def substring(text: Any, start: Any, end: Any = None) -> Any:
+    value = str(text)
+    stop = len(value) if end is None else int(end)
+    if not 0 <= int(start) <= stop <= len(value):
+        return _fail(f"index out of range: {start}")
+    return celtypes.StringType(value[int(start) : stop])
+
+
 def lower_ascii(text: Any) -> celtypes.StringType:
     return celtypes.StringType("".join(c.lower() if c.isascii() else c for c in str(text)))
 
@@ -200,6 +220,9 @@ def contains_ip(network: Any, address: Any) -> celtypes.BoolType:
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "matches": matches,
     "replace": replace,
+    "find": find,
+    "indexOf": index_of,
+    "substring": substring,
     "lowerAscii": lower_ascii,
     "sum": total,
     "isSorted": is_sorted,

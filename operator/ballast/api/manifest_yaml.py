@@ -1,8 +1,11 @@
 """Read manifests as kubectl reads them: duplicate keys, alias bombs, NaN and Infinity are errors.
 
 PyYAML quietly keeps the last of two equal keys, expands aliases without bound and reads `.nan`
-and `.inf` as floats. kubectl refuses each (JSON has no NaN, and Go's YAML decoder refuses a
-repeated key and excessive aliasing), so `ballast validate` refuses them too, with kubectl's words.
+and `.inf` as floats. The API server refuses each in a YAML body (strict field validation refuses
+a repeated key; JSON has no NaN; Go's YAML decoder refuses excessive aliasing), and kubectl refuses
+the last two before sending, so `ballast validate` refuses them too, in the API server's words.
+(kubectl itself keeps the last of two equal keys without a word: a reason to run `ballast validate`.)
+Aliases are bounded by expanded size, a little stricter than Go's ratio of aliases to nodes.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ class _StrictLoader(yaml.SafeLoader):
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise ManifestYAMLError(
-                    f"error converting YAML to JSON: yaml: unmarshal errors:\n  line {key_node.start_mark.line + 1}: "
+                    f"strict decoding error: yaml: unmarshal errors:\n  line {key_node.start_mark.line + 1}: "
                     f'key "{key}" already set in map'
                 )
             seen.add(key)
@@ -80,7 +83,7 @@ def load_documents(text: str) -> list[Any]:
             if node is None:
                 continue
             if _expanded_size(node, {}) > MAX_EXPANDED_NODES:
-                raise ManifestYAMLError("error converting YAML to JSON: yaml: document contains excessive aliasing")
+                raise ManifestYAMLError("yaml: document contains excessive aliasing")
             document = loader.construct_document(node)
             bad = _non_finite(document)
             if bad is not None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from typing import Any
 
+from ballast.api.cel import go_value
 from ballast.api.types import LABEL_VALUE_PATTERN
 
 _DNS1123_LABEL = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -95,7 +95,7 @@ def _label_value_problems(value: str) -> list[str]:
 
 
 def _invalid(path: str, value: Any, problem: str) -> str:
-    return f"{path}: Invalid value: {json.dumps(value)}: {problem}"
+    return f"{path}: Invalid value: {go_value(value)}: {problem}"
 
 
 def metadata_errors(metadata: dict[str, Any], *, namespaced: bool) -> Iterator[str]:
