@@ -155,7 +155,7 @@ def create_raw(cluster: Cluster, text: str, namespace: str) -> tuple[int, str]:
     tls.load_cert_chain(str(pki / "client-admin.crt"), str(pki / "client-admin.key"))
     response = httpx.post(
         f"{cluster.server}/apis/{resource.api_version}{scope}/{resource.plural}?fieldValidation=Strict",
-        content=re.sub(r"^  namespace: assistants$", f"  namespace: {namespace}", text, flags=re.MULTILINE),
+        content=re.sub(r"\bnamespace: assistants\b", f"namespace: {namespace}", text),
         headers={"Content-Type": "application/yaml", "Accept": "application/json"},
         verify=tls,
         timeout=30,
