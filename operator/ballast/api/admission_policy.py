@@ -68,7 +68,7 @@ NEEDED = (
     Needed(
         "gateway.networking.k8s.io",
         "httproutes",
-        "update",
+        "patch",
         "has(object.spec.traffic.routeRef)",
         "the backends of the HTTPRoute it names",
         name="object.spec.traffic.routeRef.name",
