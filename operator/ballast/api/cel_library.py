@@ -1,6 +1,6 @@
 """The Kubernetes CEL libraries Ballast's rules use, for offline evaluation with cel-python.
 
-The API server adds to standard CEL the strings, lists, URL and IP/CIDR libraries; this module
+The API server adds to standard CEL the strings, lists, regex and IP/CIDR libraries; this module
 provides the functions the CRDs' rules call, with the API server's semantics (Go's `net/url` and
 `net/netip`, RE2 with Go's error texts), so `ballast validate` reaches the same verdict.
 
@@ -14,10 +14,8 @@ import ipaddress
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
 
 import re2
 from celpy import celtypes
@@ -129,44 +127,6 @@ def is_sorted(values: list[Any]) -> celtypes.BoolType:
     return celtypes.BoolType(all(values[i] <= values[i + 1] for i in range(len(values) - 1)))
 
 
-# ------------------------------------------------------------------------------------------- url
-
-
-@dataclass(frozen=True)
-class URL:
-    hostname: str
-
-
-def _parse_url(text: str) -> URL | None:
-    """Go's url.Parse for absolute URLs: None where Go refuses the string."""
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - a non-numeric port raises, as in Go
-    except ValueError:
-        return None
-    if not parts.scheme or not parts.netloc:
-        return None
-    host = parts.netloc.rpartition("@")[2]
-    if host.startswith("["):
-        if "]" not in host:
-            return None
-        return URL(host[1 : host.index("]")].replace("%25", "%"))
-    return URL(host.rsplit(":", 1)[0] if ":" in host else host)
-
-
-def is_url(text: Any) -> celtypes.BoolType:
-    return celtypes.BoolType(_parse_url(str(text)) is not None)
-
-
-def url(text: Any) -> Any:
-    parsed = _parse_url(str(text))
-    return parsed if parsed is not None else _fail(f"URL parse error during conversion from string: {text}")
-
-
-def get_hostname(value: URL) -> celtypes.StringType:
-    return celtypes.StringType(value.hostname)
-
-
 # ---------------------------------------------------------------------------------------- ip/cidr
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -226,9 +186,6 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "lowerAscii": lower_ascii,
     "sum": total,
     "isSorted": is_sorted,
-    "isURL": is_url,
-    "url": url,
-    "getHostname": get_hostname,
     "isIP": is_ip,
     "ip": ip,
     "isLoopback": _predicate(lambda a: a.is_loopback),
