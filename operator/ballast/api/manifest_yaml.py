@@ -1,4 +1,4 @@
-"""Read manifests as kubectl reads them: duplicate keys, alias bombs, NaN and Infinity are errors.
+"""Read manifests as the API server reads them: duplicate keys, alias bombs, NaN and Infinity are errors.
 
 PyYAML quietly keeps the last of two equal keys, expands aliases without bound and reads `.nan`
 and `.inf` as floats. The API server refuses each in a YAML body (strict field validation refuses
@@ -17,7 +17,7 @@ import yaml
 
 
 class ManifestYAMLError(ValueError):
-    """A document kubectl would not send to the API server."""
+    """A document the API server refuses before it looks at the object."""
 
 
 # Go's YAML decoder refuses a document whose aliases expand to far more nodes than it holds;
