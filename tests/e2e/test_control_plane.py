@@ -14,8 +14,9 @@ from ballast.api.validation import validate_manifest
 from ballast.devstack.cluster import POD_CIDR, Cluster, wait_until
 from ballast.devstack.dataplane import DataPlane
 from tests.e2e.conftest import OPERATOR_USER, ROOT
+from tests.e2e.helpers import create_raw
 from tests.e2e.manifests import deployment
-from tests.examples import InvalidExample, invalid_examples, valid_examples
+from tests.examples import InvalidExample, invalid_examples, unusual_examples, valid_examples
 
 
 def _apply(cluster: Cluster, manifest: dict[str, Any], namespace: str, **kwargs: Any) -> Any:
@@ -38,15 +39,25 @@ def test_every_valid_example_is_accepted(cluster: Cluster, namespace: str) -> No
     assert len(listed) == 3
 
 
+def test_every_unusual_but_valid_example_is_accepted(cluster: Cluster, namespace: str) -> None:
+    unusual = unusual_examples()
+    for path, manifest in unusual:
+        assert validate_manifest(manifest) == [], path.name
+        result = _apply(cluster, manifest, namespace)
+        assert result.returncode == 0, f"{path.name}: {result.stderr}"
+    created = [m for _, m in unusual if m["kind"] == "ClusterKillSwitch"]
+    cluster.kubectl("delete", "cks", *(m["metadata"]["name"] for m in created))
+
+
 @pytest.mark.parametrize("example", invalid_examples(), ids=lambda e: e.path.stem)
 def test_invalid_example_is_refused_by_the_api_server_with_the_validate_message(
     cluster: Cluster, namespace: str, example: InvalidExample
 ) -> None:
-    result = _apply(cluster, example.manifest, namespace)
-    assert result.returncode != 0, f"the API server accepted {example.path.name}"
-    assert example.expected in result.stderr
-    offline = validate_manifest(example.manifest)
-    assert any(example.expected in line and line in result.stderr for line in offline), (offline, result.stderr)
+    status, message = create_raw(cluster, example.text, namespace)
+    assert status >= 400, f"the API server accepted {example.path.name}"
+    assert example.expected in message
+    offline = example.offline_errors()
+    assert any(example.expected in line and line in message for line in offline), (offline, message)
 
 
 def test_a_deployment_becomes_available_on_kwok_nodes(cluster: Cluster, data_plane: DataPlane, namespace: str) -> None:

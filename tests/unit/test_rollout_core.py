@@ -144,6 +144,35 @@ def test_crash_looping_pods_roll_back_at_once() -> None:
     assert run.status.weights.stable == 100
 
 
+POD_SECURITY_REFUSAL = 'pods "m-bbb-x" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true'
+
+
+def test_a_canary_whose_pods_are_refused_is_rolled_back_at_once_with_the_reason() -> None:
+    run = Run()
+    run.step("aaa")
+    run.observed = {"aaa": READY, "bbb": RevisionObservation(available=False, refused=POD_SECURITY_REFUSAL)}
+    run.step("bbb")  # the canary starts
+    decision = run.step("bbb", 1)  # its ReplicaSet reports the refusal: no wait for the progress deadline
+    assert decision.status.phase == "RolledBack"
+    assert decision.events[-1].reason == "PodsRefused"
+    assert POD_SECURITY_REFUSAL in decision.events[-1].message
+    assert {r.name: r.replicas for r in decision.status.revisions} == {"aaa": 2, "bbb": 0}
+    degraded = next(c for c in decision.status.conditions if c.type == "Degraded")
+    assert degraded.status == "True"
+    assert POD_SECURITY_REFUSAL in degraded.message
+    # Not retried: the same template stays rolled back.
+    assert run.step("bbb", 600).status.phase == "RolledBack"
+
+
+def test_a_first_revision_whose_pods_are_refused_is_reported_not_ready_with_the_reason() -> None:
+    run = Run()
+    run.observed = {"aaa": RevisionObservation(available=False, refused=POD_SECURITY_REFUSAL)}
+    decision = run.step("aaa")
+    ready = next(c for c in decision.status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "PodsRefused")
+    assert POD_SECURITY_REFUSAL in ready.message
+
+
 def test_abort_returns_everything_to_stable_once_per_token() -> None:
     run = Run()
     run.to_first_step()

@@ -164,6 +164,9 @@ def _progress_canary(ctx: Context) -> None:
     if seen.crash_looping:
         _rollback(ctx, "CrashLoop", f"canary pods restarted {seen.restarts} times")
         return
+    if seen.refused:
+        _rollback(ctx, "PodsRefused", f"the API server refuses the canary's pods: {seen.refused}")
+        return
     deadline = parse_duration(spec.rollout.progress_deadline)
     since = parse_time(s.step_started_at) if s.step_started_at else ctx.now
     if not seen.available:

@@ -19,6 +19,9 @@ class RevisionObservation:
     available: bool = False
     ready_replicas: int = 0
     restarts: int = 0
+    # Why the API server refuses to create this revision's pods (Pod Security, quota), as its
+    # ReplicaSet reports it; "" while pods can be created. A refusal does not heal by waiting.
+    refused: str = ""
 
     @property
     def crash_looping(self) -> bool:

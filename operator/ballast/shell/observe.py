@@ -41,6 +41,15 @@ def available(deployment: Manifest) -> bool:
     return fresh and conditions.get("Available") == "True" and status.get("readyReplicas", 0) > 0
 
 
+def pods_refused(deployment: Manifest) -> str:
+    """Why pods of this Deployment cannot be created (its ReplicaSet's FailedCreate, surfaced by the
+    Deployment controller as ReplicaFailure), or ""."""
+    for condition in (deployment.get("status") or {}).get("conditions", []):
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+            return str(condition.get("message") or condition.get("reason") or "ReplicaFailure")
+    return ""
+
+
 def revision_of(child: Manifest) -> str | None:
     """The revision a child belongs to; None for the deployment's other children (the reject responder)."""
     revision: str | None = (child["metadata"].get("labels") or {}).get(render.REVISION_LABEL)
@@ -64,6 +73,7 @@ def observe_revisions(deployments: list[Manifest], pods: list[Manifest]) -> dict
             available=available(deployment),
             ready_replicas=int((deployment.get("status") or {}).get("readyReplicas", 0)),
             restarts=restarts.get(revision, 0),
+            refused=pods_refused(deployment),
         )
     return found
 
