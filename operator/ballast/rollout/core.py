@@ -263,14 +263,10 @@ def _judge(ctx: Context) -> bool:
     if s.inconclusive_since is None:
         s.inconclusive_since = ctx.now_text
         reasons = "; ".join(f"{o.name}: {o.reason}" for o in analysis.objectives if o.verdict != "Passed")
-        # Each hold episode of a step is its own decision.
-        episode = 1 + sum(
-            1 for h in s.history if h.action == "check-held" and h.revision == s.canary_revision and h.step == step
-        )
         ctx.record(
             "check-held", "CheckInconclusive" if analysis.verdict == "Inconclusive" else "MetricsUnavailable",
             f"Canary {s.canary_revision} holds at its weight: {reasons}",
-            revision=s.canary_revision, step=step, warning=True, values=values, attempt=episode,
+            revision=s.canary_revision, step=step, warning=True, values=values,
         )  # fmt: skip
     s.inconclusive_checks += 1
     reason = "AnalysisInconclusive" if analysis.verdict == "Inconclusive" else "MetricsUnavailable"
