@@ -50,16 +50,16 @@ async def apply_workloads(
                 "revision %s of %s/%s has no recorded template; cannot render it", revision.name, namespace, name
             )
             continue
-        template = render.pod_template(inputs, spec)
         workload = render.workload_name(name, revision.name)
         await api.apply(
-            DEPLOYMENTS, render.deployment(md, spec, revision.name, revision.role, revision.replicas, template),
+            DEPLOYMENTS, render.deployment(md, spec, revision.name, revision.role, revision.replicas, inputs),
             children.named(DEPLOYMENTS, workload),
         )  # fmt: skip
         await api.apply(
-            SERVICES, render.service(md, spec, revision.name, revision.role), children.named(SERVICES, workload)
-        )
-        scaler = render.autoscaler(md, spec, revision.name)
+            SERVICES, render.service(md, spec, revision.name, revision.role, inputs),
+            children.named(SERVICES, workload),
+        )  # fmt: skip
+        scaler = render.autoscaler(md, spec, revision.name, inputs)
         if scaler is not None and revision.role in ("stable", "canary"):
             await api.apply(HPAS, scaler)
         elif spec.model.autoscaling is not None:
@@ -89,10 +89,15 @@ async def apply_responder(
 
 
 async def apply_route(
-    api: KubeApi, md: Manifest, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, children: ChildSet
+    api: KubeApi,
+    md: Manifest,
+    spec: ModelDeploymentSpec,
+    status: ModelDeploymentStatus,
+    templates: dict[str, Any],
+    children: ChildSet,
 ) -> None:
     """The route carries the weights in status; the other router's objects, left by a router change, go."""
-    backends = backends_for(md, spec, status)
+    backends = backends_for(md, spec, status, templates)
     if backends is None:
         return
     router = router_for(spec.traffic.router)

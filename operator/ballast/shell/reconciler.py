@@ -188,11 +188,11 @@ class Reconciler:
                 weights.fallback_name,
             )
             if rerouted:
-                await apply_route(self.api, md, spec, decision.status, children)
+                await apply_route(self.api, md, spec, decision.status, templates, children)
             await apply_workloads(self.api, md, spec, decision.status, desired, templates, children)
             await apply_responder(self.api, md, spec, children, self.responder_image)
             if not rerouted:
-                await apply_route(self.api, md, spec, decision.status, children)
+                await apply_route(self.api, md, spec, decision.status, templates, children)
         finally:
             await events
         self._schedule(key, spec, decision.status, now)

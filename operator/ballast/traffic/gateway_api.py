@@ -18,9 +18,11 @@ from ballast.workloads.render import DEPLOYMENT_LABEL, MANAGED_BY, owner_referen
 
 def backend_refs(spec: ModelDeploymentSpec, backends: Backends) -> list[Manifest]:
     """Weighted refs; those at weight 0 are left out (unless all are), so a switched route names only its fallback."""
-    refs: list[Manifest] = [{"name": backends.stable, "port": spec.traffic.port, "weight": backends.weights.stable}]
+    refs: list[Manifest] = [
+        {"name": backends.stable, "port": backends.port(backends.stable), "weight": backends.weights.stable}
+    ]
     if backends.canary is not None:
-        refs.append({"name": backends.canary, "port": spec.traffic.port, "weight": backends.weights.canary})
+        refs.append({"name": backends.canary, "port": backends.port(backends.canary), "weight": backends.weights.canary})
     fallback = backends.fallback
     if fallback is not None:
         ref: Manifest = {"name": fallback.name, "port": fallback.port, "weight": backends.weights.fallback}
@@ -45,14 +47,17 @@ def build_http_route(md: Manifest, spec: ModelDeploymentSpec, backends: Backends
                 "matches": [
                     {"headers": [{"type": h.type, "name": h.name, "value": h.value} for h in traffic.canary_match]}
                 ],
-                "backendRefs": [{"name": backends.canary, "port": traffic.port, "weight": 1}],
+                "backendRefs": [{"name": backends.canary, "port": backends.port(backends.canary), "weight": 1}],
                 "timeouts": _timeouts(spec),
             }
         )
     split: Manifest = {"name": "split", "backendRefs": backend_refs(spec, backends), "timeouts": _timeouts(spec)}
     if backends.mirror is not None:
         split["filters"] = [
-            {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": backends.mirror, "port": traffic.port}}}
+            {
+                "type": "RequestMirror",
+                "requestMirror": {"backendRef": {"name": backends.mirror, "port": backends.port(backends.mirror)}},
+            }
         ]
     rules.append(split)
     route: Manifest = {
