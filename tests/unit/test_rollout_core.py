@@ -201,7 +201,14 @@ def test_conditions_follow_the_phase() -> None:
     run.observed = {"aaa": READY}
     run.step("aaa")
     conditions = {c.type: c.status for c in run.status.conditions}
-    assert conditions == {"Ready": "True", "Progressing": "False", "Degraded": "False", "KillSwitchEngaged": "False"}
+    assert conditions == {
+        "Ready": "True",
+        "Progressing": "False",
+        "Degraded": "False",
+        "KillSwitchEngaged": "False",
+        "ChildrenOwned": "True",
+        "RouteAccepted": "True",
+    }
 
 
 # ------------------------------------------------------------------------------------ properties

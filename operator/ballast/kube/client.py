@@ -1,8 +1,10 @@
 """A small async Kubernetes API client on httpx: the event loop never blocks on the API server.
 
 Credentials come from the kubeconfig or the in-cluster service account, through the `kubernetes`
-package's loaders. Writes of children use server-side apply with one field manager, so applying
-the same desired object twice changes nothing and other managers' fields are left alone.
+package's loaders. In a pod the service-account token is a projected file that the kubelet
+rotates, so it is read again once a minute and at once when the API server answers 401, never
+copied once into the client. Writes of children use server-side apply with one field manager, so
+applying the same desired object twice changes nothing and other managers' fields are left alone.
 """
 
 from __future__ import annotations
@@ -10,12 +12,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import ssl
+import time
+from collections.abc import Callable, Generator, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
+from kubernetes.config import incluster_config
 
 from ballast.kube.resources import Resource
 
@@ -38,7 +45,37 @@ class ApiError(RuntimeError):
         return self.status == 403 and "because it is being terminated" in self.message
 
 
-def _client_from_configuration(configuration: Any, timeout: float) -> httpx.AsyncClient:
+class TokenFile(httpx.Auth):
+    """A bearer token read from a file: again after `max_age` seconds, and at once (with one retry) on a 401.
+
+    The kubelet rewrites a projected service-account token well before it expires; client-go reads it
+    again once a minute too.
+    """
+
+    def __init__(self, path: Path, max_age: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = path
+        self.max_age = max_age
+        self.clock = clock
+        self.token = ""
+        self.read_at: float | None = None
+
+    def current(self, *, again: bool = False) -> str:
+        now = self.clock()
+        if again or self.read_at is None or now - self.read_at >= self.max_age:
+            self.token = self.path.read_text().strip()
+            self.read_at = now
+        return self.token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        sent = self.current()
+        request.headers["Authorization"] = f"Bearer {sent}"
+        response = yield request
+        if response.status_code == 401 and self.current(again=True) != sent:
+            request.headers["Authorization"] = f"Bearer {self.token}"
+            yield request
+
+
+def _client_from_configuration(configuration: Any, timeout: float, auth: httpx.Auth | None = None) -> httpx.AsyncClient:
     verify: ssl.SSLContext | bool = bool(configuration.verify_ssl)
     if configuration.verify_ssl:
         verify = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
@@ -49,12 +86,17 @@ def _client_from_configuration(configuration: Any, timeout: float) -> httpx.Asyn
         verify.load_cert_chain(configuration.cert_file, configuration.key_file)
     headers = {}
     token = configuration.api_key.get("authorization") or configuration.api_key.get("BearerToken")
-    if token:
+    if token and auth is None:
         prefix = configuration.api_key_prefix.get("authorization", "")
         headers["Authorization"] = f"{prefix} {token}".strip() if not token.startswith("Bearer") else token
     limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
     return httpx.AsyncClient(
-        base_url=configuration.host, verify=verify, headers=headers, timeout=httpx.Timeout(timeout), limits=limits
+        base_url=configuration.host,
+        verify=verify,
+        headers=headers,
+        auth=auth,
+        timeout=httpx.Timeout(timeout),
+        limits=limits,
     )
 
 
@@ -78,17 +120,38 @@ class KubeApi:
     @classmethod
     def from_environment(cls, kubeconfig: str | None = None, timeout: float = 30.0) -> KubeApi:
         """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
-        configuration = k8s_client.Configuration()
         try:
-            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            return cls.in_cluster(timeout=timeout)
         except k8s_config.ConfigException:
+            configuration = k8s_client.Configuration()
             k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=kubeconfig, client_configuration=configuration
             )
-        return cls(_client_from_configuration(configuration, timeout))
+            return cls(_client_from_configuration(configuration, timeout))
+
+    @classmethod
+    def in_cluster(
+        cls,
+        token_file: str = incluster_config.SERVICE_TOKEN_FILENAME,
+        ca_file: str = incluster_config.SERVICE_CERT_FILENAME,
+        environ: Mapping[str, str] = os.environ,
+        timeout: float = 30.0,
+    ) -> KubeApi:
+        """The pod's service account: the API server from KUBERNETES_SERVICE_HOST/PORT, its CA, and the token
+        file, read again as the kubelet rotates it (ConfigException when not in a pod)."""
+        configuration = k8s_client.Configuration()
+        loader = incluster_config.InClusterConfigLoader(  # type: ignore[no-untyped-call]
+            token_filename=token_file, cert_filename=ca_file, environ=environ
+        )
+        loader.load_and_set(configuration)  # type: ignore[no-untyped-call]
+        return cls(_client_from_configuration(configuration, timeout, TokenFile(Path(token_file))))
 
     async def close(self) -> None:
         await self.http.aclose()
+
+    def forget(self, resource: Resource, namespace: str, name: str) -> None:
+        """An object is gone (deleted by anyone, garbage-collected with its owner): drop what was written to it."""
+        self.applied.pop((resource.plural, namespace, name), None)
 
     def wrote(self, resource: Resource, body: Object) -> bool:
         """Whether `body` is what this process last applied, unchanged in spec since (its own write's echo, or a
@@ -173,7 +236,7 @@ class KubeApi:
         return result
 
     async def delete(self, resource: Resource, namespace: str, name: str) -> None:
-        self.applied.pop((resource.plural, namespace, name), None)
+        self.forget(resource, namespace, name)
         try:
             await self._request("DELETE", resource.path(namespace, name), json={"propagationPolicy": "Background"})
         except ApiError as error:
