@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.status import HISTORY_LIMIT, Analysis, HistoryEntry, KillSwitchSource, ModelDeploymentStatus
 from ballast.rollout.core import Decision, decide, replicas_for_share
-from ballast.rollout.observations import Commands, FallbackObservation, Observations, RevisionObservation
+from ballast.rollout.observations import Commands, FallbackObservation, Observations, Refusal, RevisionObservation
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 READY = RevisionObservation(available=True, ready_replicas=2)
@@ -48,11 +48,20 @@ class Run:
         self.switches: tuple[KillSwitchSource, ...] = ()
         self.fallbacks: dict[str, FallbackObservation] = {}
         self.mirror_supported = True
+        self.conflicts: tuple[str, ...] = ()
+        self.route_refused: Refusal | None = None
         self.decisions: list[Decision] = []
 
     def observations(self, analysis: Analysis | None = None) -> Observations:
         return Observations(
-            self.observed, self.commands, analysis, self.switches, self.fallbacks, self.mirror_supported
+            self.observed,
+            self.commands,
+            analysis,
+            self.switches,
+            self.fallbacks,
+            self.mirror_supported,
+            self.conflicts,
+            self.route_refused,
         )
 
     def step(self, revision: str, seconds: float = 0) -> Decision:

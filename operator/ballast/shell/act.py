@@ -53,7 +53,12 @@ async def apply_workloads(
 ) -> None:
     """One workload per revision in status; the template of a new revision recorded first; the rest removed."""
     namespace, name = md["metadata"]["namespace"], md["metadata"]["name"]
-    if desired not in templates and seen.claims.writable(CONTROLLER_REVISIONS, render.workload_name(name, desired)):
+    runs = any(r.name == desired for r in status.revisions)
+    if (
+        runs
+        and desired not in templates
+        and seen.claims.writable(CONTROLLER_REVISIONS, render.workload_name(name, desired))
+    ):
         record = render.controller_revision(md, desired, revision_inputs(md["spec"]), len(templates) + 1)
         await api.apply(CONTROLLER_REVISIONS, record)
         templates[desired] = record["data"]
