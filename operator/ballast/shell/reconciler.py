@@ -104,9 +104,14 @@ class Reconciler:
         self.checks.cancel_all()
         await self.runner.stop()
 
-    def service_changed(self, namespace: str, name: str) -> None:
+    def service_changed(self, namespace: str, name: str, child_of: str | None = None) -> None:
+        """A Service a deployment routes to as a fallback, or one that may hold another's child's name, changed
+        (`child_of`: the deployment whose child it is, which its own child events reconcile)."""
         for key in list(self.fallback_services.get((namespace, name), ())):
             self.notify(*key)
+        for refs in self.references.deriving(namespace, name):
+            if refs.name != child_of:
+                self.notify(refs.namespace, refs.name)
 
     def grants_changed(self, namespace: str) -> None:
         for key in list(self.grant_namespaces.get(namespace, ())):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ballast.api.modeldeployment import RouteRef
+from ballast.api.revision import REVISION_LENGTH
 from ballast.rollout.observations import Refusal
 from ballast.shell.cluster_view import IndexView
 from ballast.shell.ownership import Owner, controller_of
@@ -80,6 +81,13 @@ def deployment_refs(body: Mapping[str, Any]) -> DeploymentRefs:
     )
 
 
+def _derives(refs: DeploymentRefs, name: str) -> bool:
+    """Whether `name` is one a deployment gives its objects: its own (route), `-reject`, or `-<revision>`."""
+    suffix = name.removeprefix(f"{refs.name}-")
+    revision = len(suffix) == REVISION_LENGTH and all(c in "0123456789abcdef" for c in suffix)
+    return name == refs.name or (suffix != name and (suffix == "reject" or revision))
+
+
 def _first(index: IndexView, key: Any) -> Any:
     return next(iter(index[key]), None) if key in index else None
 
@@ -105,8 +113,12 @@ class ReferenceView:
         return [d for namespace in list(self._deployments) for d in self.deployments_in(namespace)]
 
     def claiming(self, namespace: str, route: str) -> list[DeploymentRefs]:
-        """The deployments whose routeRef names this route, or whose own route would take its name."""
-        return [d for d in self.deployments_in(namespace) if d.name == route or (d.route_ref or ("",))[0] == route]
+        """The deployments whose routeRef names this route, or whose own objects could take its name."""
+        return [d for d in self.deployments_in(namespace) if (d.route_ref or ("",))[0] == route or _derives(d, route)]
+
+    def deriving(self, namespace: str, name: str) -> list[DeploymentRefs]:
+        """The deployments one of whose objects could take this name (a conflict may have come or gone)."""
+        return [d for d in self.deployments_in(namespace) if _derives(d, name)]
 
     def falling_back_to(self, namespace: str, name: str) -> list[DeploymentRefs]:
         """The deployments with a fallback Service that leads to this deployment (their cycles may change)."""
