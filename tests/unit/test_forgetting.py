@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from ballast.handlers.modeldeployment import child_changed, record_changed, routing_changed
+from ballast.handlers.modeldeployment import child_changed, routing_changed
 from ballast.kube.client import KubeApi
 from ballast.kube.resources import CONTROLLER_REVISIONS, DEPLOYMENTS, HPAS, HTTP_ROUTES, SERVICES
 from ballast.observability import metrics
@@ -38,9 +38,7 @@ async def test_what_was_written_to_a_garbage_collected_child_is_forgotten() -> N
     memo = {"reconciler": reconciler}
     labels = {"ballast.dev/deployment": "bot"}
     for kind in kinds:
-        handler = {"Deployment": child_changed, "Service": routing_changed, "HTTPRoute": routing_changed}.get(
-            kind, record_changed
-        )
+        handler = routing_changed if kind in ("Service", "HTTPRoute") else child_changed
         await handler(type="DELETED", body=child(kind, "bot-1"), labels=labels, namespace="apps", memo=memo)
     assert api.applied == {}
     assert reconciler.keys == [("apps", "bot")] * 5  # and each is recreated while its deployment lives

@@ -87,27 +87,22 @@ def _forget_if_gone(reconciler: Reconciler, type: str | None, body: kopf.Body, n
         reconciler.api.forget(resource, namespace, body["metadata"]["name"])
 
 
+# Children whose changes other than deletion change nothing the operator owns (an autoscaler's status, each sync).
+DELETION_ONLY = ("ControllerRevision", "HorizontalPodAutoscaler")
+
+
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
 @kopf.on.event("", "v1", "pods", labels=CHILD_LABELS)
+@kopf.on.event("apps", "v1", "controllerrevisions", labels=CHILD_LABELS)
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=CHILD_LABELS)
 async def child_changed(
     type: str | None, body: kopf.Body, labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any
 ) -> None:
-    """A workload changed (readiness, restarts) or vanished (a deleted Deployment is recreated)."""
-    if namespace is not None:
-        _forget_if_gone(_reconciler(memo), type, body, namespace)
-        _reconciler(memo).notify(namespace, labels[DEPLOYMENT_LABEL])
-
-
-@kopf.on.event("apps", "v1", "controllerrevisions", labels=CHILD_LABELS)
-@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=CHILD_LABELS)
-async def record_changed(
-    type: str | None, body: kopf.Body, labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any
-) -> None:
-    """A revision's record or autoscaler vanished: recreate it. Their other changes (an autoscaler's status on
-    every sync) change nothing the operator owns."""
-    if namespace is not None and type == "DELETED":
-        _forget_if_gone(_reconciler(memo), type, body, namespace)
-        _reconciler(memo).notify(namespace, labels[DEPLOYMENT_LABEL])
+    """A workload changed (readiness, restarts) or a child vanished (it is recreated)."""
+    if namespace is None or (type != "DELETED" and body.get("kind") in DELETION_ONLY):
+        return
+    _forget_if_gone(_reconciler(memo), type, body, namespace)
+    _reconciler(memo).notify(namespace, labels[DEPLOYMENT_LABEL])
 
 
 @kopf.on.event("", "v1", "services", labels=CHILD_LABELS)
