@@ -68,6 +68,8 @@ class FakeKube:
         self.objects: dict[Key, Manifest] = {}
         self.requests: list[tuple[str, str]] = []
         self.version = 0
+        # Objects someone else creates right after the operator first reads that they are absent (a race).
+        self.created_after_read: dict[Key, Manifest] = {}
 
     # ------------------------------------------------------------------------------ the API
 
@@ -97,6 +99,8 @@ class FakeKube:
         key = (plural, namespace, name or "")
         found = self.objects.get(key)
         if request.method == "GET":
+            if found is None and key in self.created_after_read:
+                self.put(plural, self.created_after_read.pop(key))
             return httpx.Response(200, json=found) if found else httpx.Response(404, json={"message": "not found"})
         if request.method == "DELETE":
             self.objects.pop(key, None)
@@ -110,6 +114,9 @@ class FakeKube:
             return httpx.Response(201, json=created)
         content_type = request.headers["Content-Type"]
         if content_type == "application/apply-patch+yaml":
+            precondition = body["metadata"].pop("resourceVersion", None)
+            if found is not None and precondition not in (None, found["metadata"]["resourceVersion"]):
+                return httpx.Response(409, json={"message": "the object has been modified"})
             current = copy.deepcopy(found) if found else {"metadata": {}}
             _merge(current["metadata"], body["metadata"])
             spec_changed = False

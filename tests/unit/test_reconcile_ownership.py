@@ -7,7 +7,10 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from ballast.api.revision import revision_hash
+from ballast.kube.client import ApiError
 from ballast.shell.reconciler import Reconciler
 from ballast.shell.references import OPT_IN_ANNOTATION
 from tests.unit.fake_kube import FakeKube
@@ -129,6 +132,27 @@ async def test_a_name_one_deployment_derives_is_never_taken_from_another() -> No
     owned = condition(status, "ChildrenOwned")
     assert "Service x-reject belongs to ModelDeployment x" in owned["message"]
     assert condition(status, "RouteAccepted")["reason"] == "NameTaken"
+
+
+async def test_an_object_created_between_the_look_and_the_write_is_never_adopted() -> None:
+    """A child absent from memory and from a read is created with a precondition no object meets: one that
+    appeared meanwhile is a conflict (409), never overwritten; the next reconcile reports it."""
+    h = Harness()
+    md = h.kube.put("modeldeployments", model_deployment("bot"))
+    workload = f"bot-{revision_hash(md['spec'])}"
+    users = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": workload, "namespace": NS},
+             "spec": {"replicas": 5}}  # fmt: skip
+    h.kube.created_after_read[("deployments", NS, workload)] = users
+    with pytest.raises(ApiError) as conflict:
+        await h.reconcile("bot")
+    assert conflict.value.status == 409
+    taken = h.kube.get("deployments", NS, workload)
+    assert taken is not None
+    assert (taken["spec"], "ownerReferences" in taken["metadata"]) == ({"replicas": 5}, False)
+    status = await h.reconcile("bot")
+    assert (
+        f"Deployment {workload} exists and was not created by Ballast" in condition(status, "ChildrenOwned")["message"]
+    )
 
 
 async def test_a_child_written_moments_ago_and_not_yet_in_memory_is_still_its_own() -> None:

@@ -31,6 +31,10 @@ FIELD_MANAGER = "ballast"
 # whose scheduling costs grow with the queue (measured: most of the operator's CPU with 200 queued).
 IN_FLIGHT = 8
 Object = dict[str, Any]
+# A resourceVersion no object has (etcd revisions never get there): as a precondition of a server-side apply it
+# creates the object when it is absent and is a 409 when any object of that name exists (kubectl-tested on the
+# local API server: the apply creates, and a second one is refused).
+CREATE_ONLY = str(2**63 - 1)
 
 
 class ApiError(RuntimeError):
@@ -182,24 +186,26 @@ class KubeApi:
         found = await self._request("GET", resource.path(namespace), params=params)
         return list((found or {}).get("items", []))
 
-    async def apply(self, resource: Resource, body: Object, current: Object | None = None) -> Object | None:
+    async def apply(self, resource: Resource, body: Object, current: Object | None) -> Object | None:
         """Server-side apply of `body` (which carries apiVersion, kind and metadata).
 
-        With `current` (the object as last observed), nothing is sent when this process already applied
-        the same body and nobody has changed the object since; a change by anyone else is re-applied.
-        Returns the object the API server answered, or None when nothing was sent.
+        `current` is the object as last observed. Without one the apply only creates: an object of that name
+        that appeared meanwhile (someone else's) is a 409, never adopted. With one, nothing is sent when this
+        process already applied the same body and nobody has changed the object since; a change by anyone
+        else is re-applied. Returns the object the API server answered, or None when nothing was sent.
         """
         metadata = body["metadata"]
         key = (resource.plural, metadata.get("namespace") or "", metadata["name"])
         digest = _digest(body)
         if current is not None and self.applied.get(key) == (digest, _version(current)):
             return None
+        sent = body if current is not None else {**body, "metadata": {**metadata, "resourceVersion": CREATE_ONLY}}
         path = resource.path(metadata.get("namespace"), metadata["name"])
         result = await self._request(
             "PATCH",
             path,
             params={"fieldManager": FIELD_MANAGER, "force": "true"},
-            content=json.dumps(body),
+            content=json.dumps(sent),
             headers={"Content-Type": "application/apply-patch+yaml"},
         )
         assert result is not None

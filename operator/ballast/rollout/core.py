@@ -36,6 +36,7 @@ def decide(
     if observations.route_refused is not None:
         # Ballast cannot move traffic: nothing moves, not a step, not a kill switch; the conditions say why.
         s.message = f"traffic unchanged: {observations.route_refused.message}"
+        s.next_check_at = None  # nothing falls due while held; the shell looks again at the refusal
         return _conclude(ctx)
     killswitch.begin(ctx)
     if s.phase == "Failed":

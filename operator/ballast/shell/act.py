@@ -33,7 +33,7 @@ async def _apply(api: KubeApi, seen: Observed, children: ChildSet, resource: Res
     """Apply a child unless its name belongs to someone else (then it stays untouched, and status says so)."""
     name = body["metadata"]["name"]
     if seen.claims.writable(resource, name):
-        await api.apply(resource, body, children.named(resource, name))
+        await api.apply(resource, body, seen.claims.observed(children, resource, name))
 
 
 async def _delete_own(api: KubeApi, md: Manifest, children: ChildSet, resource: Resource, name: str) -> None:
@@ -53,14 +53,11 @@ async def apply_workloads(
 ) -> None:
     """One workload per revision in status; the template of a new revision recorded first; the rest removed."""
     namespace, name = md["metadata"]["namespace"], md["metadata"]["name"]
+    record_name = render.workload_name(name, desired)
     runs = any(r.name == desired for r in status.revisions)
-    if (
-        runs
-        and desired not in templates
-        and seen.claims.writable(CONTROLLER_REVISIONS, render.workload_name(name, desired))
-    ):
+    if runs and desired not in templates and seen.claims.writable(CONTROLLER_REVISIONS, record_name):
         record = render.controller_revision(md, desired, revision_inputs(md["spec"]), len(templates) + 1)
-        await api.apply(CONTROLLER_REVISIONS, record)
+        await _apply(api, seen, children, CONTROLLER_REVISIONS, record)
         templates[desired] = record["data"]
     kept = {r.name for r in status.revisions}
     for revision in status.revisions:
@@ -114,7 +111,8 @@ async def apply_route(
     if backends is None or seen.observations.route_refused is not None:
         return
     router = router_for(spec.traffic.router)
-    current = seen.route if spec.traffic.route_ref is not None else children.named(*router.owned(md))
+    owned = seen.claims.observed(children, *router.owned(md))
+    current = seen.route if spec.traffic.route_ref is not None else owned
     await router.reconcile(api, md, spec, backends, current)
     other = router_for("service" if spec.traffic.router == "gateway-api" else "gateway-api")
     if spec.traffic.route_ref is None and is_ours(children.named(*other.owned(md)), md):

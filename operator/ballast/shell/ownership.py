@@ -60,12 +60,18 @@ class Claims:
     """The objects this reconcile may not write, with why (kind and name -> problem)."""
 
     conflicts: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    # The deployment's own objects memory had not seen yet (read with a GET): what the act step compares with.
+    found: Mapping[tuple[str, str], Manifest] = field(default_factory=dict)
 
     def writable(self, resource: Resource, name: str) -> bool:
         return (resource.kind, name) not in self.conflicts
 
     def problem(self, resource: Resource, name: str) -> str:
         return self.conflicts.get((resource.kind, name), "")
+
+    def observed(self, children: ChildSet, resource: Resource, name: str) -> Manifest | None:
+        """The object as observed: from memory, else as read for this reconcile (None: absent, so create only)."""
+        return children.named(resource, name) or self.found.get((resource.kind, name))
 
     def messages(self) -> tuple[str, ...]:
         return tuple(f"{kind} {name} {problem}" for (kind, name), problem in sorted(self.conflicts.items()))
@@ -101,19 +107,27 @@ async def claims_of(
     """Look up each planned object: `service_owner(name)` answers for Services from memory ((exists, controller));
     `lookup` reads any other kind absent from the children index."""
     conflicts: dict[tuple[str, str], str] = {}
+    found: dict[tuple[str, str], Manifest] = {}
     for resource, name in planned(md, spec, status, desired):
+        key = (resource.kind, name)
         seen = children.named(resource, name)
-        if seen is not None:
-            exists, owner = True, controller_of(seen["metadata"])
-        elif resource is SERVICES:
-            exists, owner = service_owner(name)
-        else:
-            found = await lookup(resource, name)
-            exists, owner = found is not None, controller_of((found or {}).get("metadata") or {})
-        problem = ownership_problem(owner, md) if exists else ""
+        if seen is None and resource is SERVICES:
+            exists, owner = service_owner(name)  # every Service is in memory
+            problem = ownership_problem(owner, md) if exists else ""
+            if problem:
+                conflicts[key] = problem
+            if problem or not exists:
+                continue
+        if seen is None:  # not in memory yet: absent, someone else's, or this deployment's own just written
+            seen = await lookup(resource, name)
+            if seen is None:
+                continue
+            found[key] = seen
+        problem = ownership_problem(controller_of(seen["metadata"]), md)
         if problem:
-            conflicts[(resource.kind, name)] = problem
-    return Claims(conflicts)
+            conflicts[key] = problem
+            found.pop(key, None)
+    return Claims(conflicts, found)
 
 
 def is_ours(child: Manifest | None, md: Manifest) -> bool:
