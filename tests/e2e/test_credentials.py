@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,7 +26,7 @@ def bound_token(cluster: Cluster, secret: str) -> str:
 
 
 def refused(cluster: Cluster, token: str) -> bool:
-    ca = str(cluster.workdir / "pki" / "ca.crt")
+    ca = ssl.create_default_context(cafile=str(cluster.workdir / "pki" / "ca.crt"))
     answer = httpx.get(f"{cluster.server}/version", headers={"Authorization": f"Bearer {token}"}, verify=ca)
     return answer.status_code == 401
 

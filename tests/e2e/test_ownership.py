@@ -11,7 +11,16 @@ from ballast.devstack.cluster import Cluster, wait_until
 from ballast.devstack.dataplane import DataPlane
 from ballast.devstack.operator_process import Operator
 from ballast.shell.references import OPT_IN_ANNOTATION
-from tests.e2e.helpers import GATEWAY_PARENT, apply, model_deployment, status, wait_available, wait_serving, wait_status
+from tests.e2e.helpers import (
+    GATEWAY_PARENT,
+    apply,
+    model_deployment,
+    send,
+    status,
+    wait_available,
+    wait_serving,
+    wait_status,
+)
 from tests.e2e.manifests import deployment, http_route
 from tests.e2e.test_killswitch import kill_switch, with_fallbacks
 
@@ -193,5 +202,14 @@ def test_a_new_model_name_is_a_canary_and_the_stable_pods_are_not_touched(
     pod = body(cluster, "deployment", f"named-{canary}", namespace)["spec"]["template"]
     assert pod["metadata"]["labels"]["ballast.dev/model"] == "sim-model-2"
     assert pod["spec"]["containers"][0]["ports"][0]["containerPort"] == 9000
-    # The route reaches each revision on its own port: the stable still answers on 8000.
-    wait_serving(data_plane, f"named.{namespace}.test", f"named-{stable}")
+
+    # The route reaches each revision on its own port, and both answer: the stable on 8000, the canary on 9000.
+    def ports() -> dict[str, int]:
+        rules = body(cluster, "httproute", "named", namespace)["spec"]["rules"]
+        split = next(r for r in rules if r["name"] == "split")
+        return {ref["name"]: ref["port"] for ref in split["backendRefs"]}
+
+    wait_until(lambda: ports() == {f"named-{stable}": 8000, f"named-{canary}": 9000}, 30, "both revisions routed")
+    report = send(data_plane, f"named.{namespace}.test", 100)
+    assert report.by_status == {200: report.sent}, report.summary()
+    assert {b.rsplit("-", 2)[0] for b in report.by_backend} == {f"named-{stable}", f"named-{canary}"}
