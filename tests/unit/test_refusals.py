@@ -23,6 +23,7 @@ def test_a_refused_route_moves_nothing_not_even_a_kill_switch() -> None:
     refused = run.step("bbb", 120)
     assert refused.status.weights == before.weights
     assert (refused.status.current_step, refused.status.kill_switch.engaged) == (0, False)
+    assert refused.status.next_check_at is None  # nothing falls due while held: no step ends, no deadline passes
     assert conditions(run)["RouteAccepted"] == ("False", "NotOptedIn")
     assert [(h.action, h.reason) for h in refused.history] == [("refuse-route", "NotOptedIn")]
     assert "traffic is left exactly as it is" in refused.events[0].message
