@@ -51,8 +51,7 @@ def ownership_problem(owner: Owner | None, md: Manifest) -> str:
         return "exists and was not created by Ballast"
     if owner.kind == "ModelDeployment" and owner.name == metadata["name"]:
         return "belongs to an earlier ModelDeployment of this name (it goes once garbage-collected)"
-    article = "ModelDeployment" if owner.kind == "ModelDeployment" else owner.kind
-    return f"belongs to {article} {owner.name}"
+    return f"belongs to {owner.kind} {owner.name}"
 
 
 @dataclass(frozen=True)
