@@ -122,6 +122,10 @@ def test_the_gateway_api_schema_refuses_bad_weights(cluster: Cluster, namespace:
         ("delete", "namespaces", False),
         ("create", "referencegrants.gateway.networking.k8s.io", False),
         ("create", "pods", False),
+        # Children not in memory yet are read once before they are created (never adopted); HPAs are watched.
+        ("get", "deployments.apps", True),
+        ("watch", "horizontalpodautoscalers.autoscaling", True),
+        ("update", "services", False),
         # Kill switches: read switches, write their status; read grants, namespaces and Gateway classes.
         ("watch", "clusterkillswitches.ballast.dev", True),
         ("patch", "killswitches.ballast.dev/status", True),

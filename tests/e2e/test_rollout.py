@@ -235,7 +235,12 @@ def test_a_route_ref_route_keeps_every_rule_ballast_does_not_own(
     route = {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
-        "metadata": {"name": "mine", "namespace": namespace, "labels": {"team": "a"}, "annotations": {"note": "x"}},
+        "metadata": {
+            "name": "mine",
+            "namespace": namespace,
+            "labels": {"team": "a"},
+            "annotations": {"note": "x", "ballast.dev/model-deployments": "byo"},
+        },
         "spec": {
             "parentRefs": GATEWAY_PARENT,
             "hostnames": [f"mine.{namespace}.test"],

@@ -9,9 +9,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
-from ballast.api.status import Analysis, KillSwitchSource, ModelDeploymentStatus
+from ballast.api.status import HISTORY_LIMIT, Analysis, HistoryEntry, KillSwitchSource, ModelDeploymentStatus
 from ballast.rollout.core import Decision, decide, replicas_for_share
-from ballast.rollout.observations import Commands, FallbackObservation, Observations, RevisionObservation
+from ballast.rollout.observations import Commands, FallbackObservation, Observations, Refusal, RevisionObservation
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 READY = RevisionObservation(available=True, ready_replicas=2)
@@ -48,11 +48,20 @@ class Run:
         self.switches: tuple[KillSwitchSource, ...] = ()
         self.fallbacks: dict[str, FallbackObservation] = {}
         self.mirror_supported = True
+        self.conflicts: tuple[str, ...] = ()
+        self.route_refused: Refusal | None = None
         self.decisions: list[Decision] = []
 
     def observations(self, analysis: Analysis | None = None) -> Observations:
         return Observations(
-            self.observed, self.commands, analysis, self.switches, self.fallbacks, self.mirror_supported
+            self.observed,
+            self.commands,
+            analysis,
+            self.switches,
+            self.fallbacks,
+            self.mirror_supported,
+            self.conflicts,
+            self.route_refused,
         )
 
     def step(self, revision: str, seconds: float = 0) -> Decision:
@@ -230,7 +239,14 @@ def test_conditions_follow_the_phase() -> None:
     run.observed = {"aaa": READY}
     run.step("aaa")
     conditions = {c.type: c.status for c in run.status.conditions}
-    assert conditions == {"Ready": "True", "Progressing": "False", "Degraded": "False", "KillSwitchEngaged": "False"}
+    assert conditions == {
+        "Ready": "True",
+        "Progressing": "False",
+        "Degraded": "False",
+        "KillSwitchEngaged": "False",
+        "ChildrenOwned": "True",
+        "RouteAccepted": "True",
+    }
 
 
 # ------------------------------------------------------------------------------------ properties
@@ -346,13 +362,18 @@ def test_deciding_again_on_its_own_output_converges_without_repeating(events: li
     revision = run.status.canary_revision or run.status.stable_revision
     assert revision is not None
     observations = run.observations()
-    status, seen_ids = run.status, {h.id for h in run.status.history}
+    status = run.status
+
+    def what(entry: HistoryEntry) -> tuple[Any, ...]:
+        return (entry.action, entry.revision, entry.step, entry.reason, entry.message)
+
+    seen = {what(h) for h in run.decisions[-1].history}  # what the decision that wrote this status recorded
     # Availability enters step 1, a pending promote moves once, the hold refreshes its message: 4 at most.
     for _ in range(5):
         again = decide(run.spec, revision, run.generation, status, observations, run.now)
-        new_ids = [h.id for h in again.history]
-        assert not seen_ids & set(new_ids)
-        seen_ids |= set(new_ids)
+        new = [what(h) for h in again.history]
+        assert not seen & set(new)
+        seen |= set(new)
         if again.status == status:
             break
         if status.current_step is not None and again.status.current_step is not None:
@@ -493,3 +514,33 @@ def test_consecutive_inconclusive_checks_beyond_the_limit_roll_back() -> None:
     rolled = judged(run, "bbb", check("Inconclusive"), 5)
     assert rolled.status.phase == "RolledBack"
     assert "inconclusiveLimit 2" in rolled.events[-1].message
+
+
+# ------------------------------------------------------------------------------- decisions kept
+
+
+def test_every_hold_episode_is_a_decision_long_after_the_history_is_cut() -> None:
+    """80 hold episodes at one step: 80 Events and 80 entries, each with an id never seen before,
+    although status keeps only the last HISTORY_LIMIT entries."""
+    run = canary_at_first_step(analysed_spec(steps=[{"weight": 10, "approval": True}, {"weight": 100}]))
+    seen = [h.id for h in run.status.history]
+    holds = 0
+    for _ in range(80):
+        held = judged(run, "bbb", check("Inconclusive", reason="3 requests"), 1)
+        holds += sum(1 for e in held.events if e.reason == "CheckInconclusive")
+        assert [h.action for h in held.history] == ["check-held"]
+        seen += [h.id for h in held.history]
+        judged(run, "bbb", check("Passed", 0.3), 1)
+    assert holds == 80
+    assert len(seen) == len(set(seen))
+    assert len(run.status.history) == HISTORY_LIMIT
+    assert run.status.decisions == len(seen)
+
+
+def test_pausing_twice_at_one_step_is_two_decisions() -> None:
+    run = canary_at_first_step(analysed_spec(steps=[{"weight": 10, "approval": True}, {"weight": 100}]))
+    actions = []
+    for paused in (True, False, True, False):
+        run.commands = Commands(paused=paused)
+        actions += [h.action for h in run.step("bbb", 1).history]
+    assert actions == ["pause", "resume", "pause", "resume"]
