@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import ssl
 from datetime import datetime
 from typing import Any
 
+import httpx
 import yaml
 
+from ballast.api.resources import BY_KIND
 from ballast.devstack import loadgen
 from ballast.devstack.cluster import Cluster, wait_until
 from ballast.devstack.dataplane import DataPlane
@@ -157,3 +161,23 @@ def start_canary(
     change_template(cluster, namespace, name, "0.02")
     at_step = wait_status(cluster, namespace, name, "canary at 30%", lambda s: s.get("weights", {}).get("canary") == 30)
     return stable, at_step["canaryRevision"]
+
+
+def create_raw(cluster: Cluster, text: str, namespace: str) -> tuple[int, str]:
+    """POST a manifest's own YAML text to the API server (strict field validation), as a client that sends
+    YAML does: (HTTP status, the Status message). kubectl is not in between, so what the API server itself
+    refuses (a repeated key, NaN, an alias bomb) is seen; creating honours generateName."""
+    kind = re.search(r"^kind: (\w+)$", text, re.MULTILINE)
+    resource = BY_KIND[kind.group(1) if kind else ""]
+    scope = "" if resource.scope == "Cluster" else f"/namespaces/{namespace}"
+    pki = cluster.workdir / "pki"
+    tls = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    tls.load_cert_chain(str(pki / "client-admin.crt"), str(pki / "client-admin.key"))
+    response = httpx.post(
+        f"{cluster.server}/apis/{resource.api_version}{scope}/{resource.plural}?fieldValidation=Strict",
+        content=re.sub(r"\bnamespace: assistants\b", f"namespace: {namespace}", text),
+        headers={"Content-Type": "application/yaml", "Accept": "application/json"},
+        verify=tls,
+        timeout=30,
+    )
+    return response.status_code, str(response.json().get("message", ""))

@@ -22,6 +22,7 @@ from ballast.rollout.check_scope import began_in
 from ballast.shell.children import Children
 from ballast.shell.cluster_view import ClusterView
 from ballast.shell.reconciler import Reconciler
+from ballast.shell.references import OPT_IN_ANNOTATION, ReferenceView
 from ballast.workloads.render import DEPLOYMENT_LABEL, REVISION_LABEL
 from tests.unit.test_rollout_core import READY, Run, check
 
@@ -43,10 +44,13 @@ def held_spec(**traffic: Any) -> dict[str, Any]:
     }  # fmt: skip
 
 
+OWNER = {"apiVersion": "ballast.dev/v1alpha1", "kind": "ModelDeployment", "name": NAME, "uid": "u1", "controller": True}
+
+
 def deployment(revision: str) -> dict[str, Any]:
     return {
         "metadata": {"name": f"{NAME}-{revision}", "namespace": NS, "generation": 1,
-                     "labels": {REVISION_LABEL: revision, DEPLOYMENT_LABEL: NAME}},
+                     "labels": {REVISION_LABEL: revision, DEPLOYMENT_LABEL: NAME}, "ownerReferences": [OWNER]},
         "status": {"observedGeneration": 1, "readyReplicas": 2,
                    "conditions": [{"type": "Available", "status": "True"}]},
     }  # fmt: skip
@@ -62,7 +66,8 @@ class FakeApi:
         self.lost_races = 0  # route patches to refuse as a failed JSON-patch `test`
         self.route_patches: list[list[dict[str, Any]]] = []
         self.events: list[dict[str, Any]] = []
-        self.route = {"metadata": {"name": "yours", "namespace": NS, "resourceVersion": "5"},
+        self.route = {"metadata": {"name": "yours", "namespace": NS, "resourceVersion": "5",
+                                   "annotations": {OPT_IN_ANNOTATION: NAME}},
                       "spec": {"rules": [{"name": "split", "backendRefs": []}]}}  # fmt: skip
 
     def status(self) -> ModelDeploymentStatus:
@@ -72,7 +77,7 @@ class FakeApi:
         if resource == MODEL_DEPLOYMENTS:
             self.reads += 1
             return copy.deepcopy(self.md)
-        return copy.deepcopy(self.route) if resource == HTTP_ROUTES else None
+        return copy.deepcopy(self.route) if (resource, name) == (HTTP_ROUTES, "yours") else None
 
     async def patch_status(
         self, resource: Resource, namespace: str | None, name: str, status: dict[str, Any], version: str
@@ -165,10 +170,17 @@ def held_world(spec: dict[str, Any], provider: Any = None) -> World:
     }  # fmt: skip
     api = FakeApi(md)
     none: dict[Any, list[Any]] = {}
-    children = Children({KEY: [deployment("aaa"), deployment(canary)]}, none, none, none, none)
+    children = Children({KEY: [deployment("aaa"), deployment(canary)]}, none, none, none, none, none)
     view = ClusterView(none, none, none, none, none, none)
     world = World(api, None, held, canary)  # type: ignore[arg-type]
-    world.reconciler = Reconciler(api, provider, lambda: world.now[0], view=view, children=children)  # type: ignore[arg-type]
+    world.reconciler = Reconciler(
+        api,
+        provider,
+        lambda: world.now[0],
+        view=view,
+        references=ReferenceView(none, none),
+        children=children,  # type: ignore[arg-type]
+    )
     return world
 
 

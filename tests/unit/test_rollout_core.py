@@ -9,12 +9,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
-from ballast.api.status import Analysis, KillSwitchSource, ModelDeploymentStatus
+from ballast.api.status import HISTORY_LIMIT, Analysis, HistoryEntry, KillSwitchSource, ModelDeploymentStatus
 from ballast.api.timestamps import parse_time
 from ballast.api.types import parse_duration
 from ballast.rollout.check_scope import began_in
 from ballast.rollout.core import Decision, decide, replicas_for_share
-from ballast.rollout.observations import Commands, FallbackObservation, Observations, RevisionObservation
+from ballast.rollout.observations import Commands, FallbackObservation, Observations, Refusal, RevisionObservation
 from tests.unit.test_durations import ANY_DURATION
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -52,11 +52,20 @@ class Run:
         self.switches: tuple[KillSwitchSource, ...] = ()
         self.fallbacks: dict[str, FallbackObservation] = {}
         self.mirror_supported = True
+        self.conflicts: tuple[str, ...] = ()
+        self.route_refused: Refusal | None = None
         self.decisions: list[Decision] = []
 
     def observations(self, analysis: Analysis | None = None) -> Observations:
         return Observations(
-            self.observed, self.commands, analysis, self.switches, self.fallbacks, self.mirror_supported
+            self.observed,
+            self.commands,
+            analysis,
+            self.switches,
+            self.fallbacks,
+            self.mirror_supported,
+            self.conflicts,
+            self.route_refused,
         )
 
     def step(self, revision: str, seconds: float = 0) -> Decision:
@@ -148,6 +157,35 @@ def test_crash_looping_pods_roll_back_at_once() -> None:
     assert run.status.weights.stable == 100
 
 
+POD_SECURITY_REFUSAL = 'pods "m-bbb-x" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true'
+
+
+def test_a_canary_whose_pods_are_refused_is_rolled_back_at_once_with_the_reason() -> None:
+    run = Run()
+    run.step("aaa")
+    run.observed = {"aaa": READY, "bbb": RevisionObservation(available=False, refused=POD_SECURITY_REFUSAL)}
+    run.step("bbb")  # the canary starts
+    decision = run.step("bbb", 1)  # its ReplicaSet reports the refusal: no wait for the progress deadline
+    assert decision.status.phase == "RolledBack"
+    assert decision.events[-1].reason == "PodsRefused"
+    assert POD_SECURITY_REFUSAL in decision.events[-1].message
+    assert {r.name: r.replicas for r in decision.status.revisions} == {"aaa": 2, "bbb": 0}
+    degraded = next(c for c in decision.status.conditions if c.type == "Degraded")
+    assert degraded.status == "True"
+    assert POD_SECURITY_REFUSAL in degraded.message
+    # Not retried: the same template stays rolled back.
+    assert run.step("bbb", 600).status.phase == "RolledBack"
+
+
+def test_a_first_revision_whose_pods_are_refused_is_reported_not_ready_with_the_reason() -> None:
+    run = Run()
+    run.observed = {"aaa": RevisionObservation(available=False, refused=POD_SECURITY_REFUSAL)}
+    decision = run.step("aaa")
+    ready = next(c for c in decision.status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "PodsRefused")
+    assert POD_SECURITY_REFUSAL in ready.message
+
+
 def test_abort_returns_everything_to_stable_once_per_token() -> None:
     run = Run()
     run.to_first_step()
@@ -205,7 +243,14 @@ def test_conditions_follow_the_phase() -> None:
     run.observed = {"aaa": READY}
     run.step("aaa")
     conditions = {c.type: c.status for c in run.status.conditions}
-    assert conditions == {"Ready": "True", "Progressing": "False", "Degraded": "False", "KillSwitchEngaged": "False"}
+    assert conditions == {
+        "Ready": "True",
+        "Progressing": "False",
+        "Degraded": "False",
+        "KillSwitchEngaged": "False",
+        "ChildrenOwned": "True",
+        "RouteAccepted": "True",
+    }
 
 
 # ------------------------------------------------------------------------------------ properties
@@ -321,13 +366,18 @@ def test_deciding_again_on_its_own_output_converges_without_repeating(events: li
     revision = run.status.canary_revision or run.status.stable_revision
     assert revision is not None
     observations = run.observations()
-    status, seen_ids = run.status, {h.id for h in run.status.history}
+    status = run.status
+
+    def what(entry: HistoryEntry) -> tuple[Any, ...]:
+        return (entry.action, entry.revision, entry.step, entry.reason, entry.message)
+
+    seen = {what(h) for h in run.decisions[-1].history}  # what the decision that wrote this status recorded
     # Availability enters step 1, a pending promote moves once, the hold refreshes its message: 4 at most.
     for _ in range(5):
         again = decide(run.spec, revision, run.generation, status, observations, run.now)
-        new_ids = [h.id for h in again.history]
-        assert not seen_ids & set(new_ids)
-        seen_ids |= set(new_ids)
+        new = [what(h) for h in again.history]
+        assert not seen & set(new)
+        seen |= set(new)
         if again.status == status:
             break
         if status.current_step is not None and again.status.current_step is not None:
@@ -693,3 +743,33 @@ def test_every_duration_the_crd_accepts_works_in_the_core(durations: dict[str, s
         **durations, shadow={"duration": shadow}, steps=[{"weight": 30, "pause": pause}, {"weight": 100}]
     )
     replay_with_verdicts(events, model_spec)
+
+
+# ------------------------------------------------------------------------------- decisions kept
+
+
+def test_every_hold_episode_is_a_decision_long_after_the_history_is_cut() -> None:
+    """80 hold episodes at one step: 80 Events and 80 entries, each with an id never seen before,
+    although status keeps only the last HISTORY_LIMIT entries."""
+    run = canary_at_first_step(analysed_spec(steps=[{"weight": 10, "approval": True}, {"weight": 100}]))
+    seen = [h.id for h in run.status.history]
+    holds = 0
+    for _ in range(80):
+        held = judged(run, "bbb", check("Inconclusive", reason="3 requests"), 1)
+        holds += sum(1 for e in held.events if e.reason == "CheckInconclusive")
+        assert [h.action for h in held.history] == ["check-held"]
+        seen += [h.id for h in held.history]
+        judged(run, "bbb", check("Passed", 0.3), 1)
+    assert holds == 80
+    assert len(seen) == len(set(seen))
+    assert len(run.status.history) == HISTORY_LIMIT
+    assert run.status.decisions == len(seen)
+
+
+def test_pausing_twice_at_one_step_is_two_decisions() -> None:
+    run = canary_at_first_step(analysed_spec(steps=[{"weight": 10, "approval": True}, {"weight": 100}]))
+    actions = []
+    for paused in (True, False, True, False):
+        run.commands = Commands(paused=paused)
+        actions += [h.action for h in run.step("bbb", 1).history]
+    assert actions == ["pause", "resume", "pause", "resume"]

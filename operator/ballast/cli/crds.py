@@ -7,6 +7,7 @@ import difflib
 import sys
 from pathlib import Path
 
+from ballast.api.admission_policy import POLICY_FILE, render_policy
 from ballast.api.crd import rendered_crds
 from ballast.api.reference import replace_reference
 
@@ -14,6 +15,7 @@ from ballast.api.reference import replace_reference
 def generated_files(root: Path) -> dict[Path, str]:
     """Every generated file under `root` and the text it must have."""
     files = {root / "crds" / name: text for name, text in rendered_crds().items()}
+    files[root / "charts" / "ballast" / "files" / POLICY_FILE] = render_policy()
     readme = root / "README.md"
     if readme.exists():
         files[readme] = replace_reference(readme.read_text(encoding="utf-8"))
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"stale: {path} differs from the models; run `ballast crds` and commit the result", file=sys.stderr)
             print(diff[:4000], file=sys.stderr)
         if not stale:
-            print(f"ok: crds/ and the README field reference under {root} match the models")
+            print(f"ok: crds/, the admission policy and the README field reference under {root} match the models")
         return 1 if stale else 0
     for path, text in generated_files(root).items():
         path.parent.mkdir(parents=True, exist_ok=True)

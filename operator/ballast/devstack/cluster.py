@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from ballast.api.admission_policy import policy_manifests
 from ballast.api.crd import crd_manifest
 from ballast.api.resources import RESOURCES
 from ballast.devstack import certs
@@ -261,6 +262,8 @@ class Cluster:
         self.kubectl("apply", "--server-side", *(f"--filename={p}" for p in self.binaries.gateway_api_crds))
         self.apply(crd_manifest(r) for r in RESOURCES)
         self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        # No escalation through Ballast: the requester must be able to create what Ballast creates.
+        self.apply(policy_manifests())
         wait_until(self._nodes_ready, 60, f"{self.nodes} kwok nodes to be Ready")
         wait_until(lambda: self._exists("serviceaccount", "default", "default"), 60, "the default ServiceAccount")
         progress(f"control plane ready at {self.server}")

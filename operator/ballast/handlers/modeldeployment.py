@@ -14,14 +14,15 @@ import kopf
 
 from ballast.analysis.providers.prometheus import PrometheusProvider
 from ballast.api.types import parse_duration
-from ballast.handlers.indexes import CHILD_INDEX_NAMES, CHILD_LABELS, INDEX_NAMES
+from ballast.handlers.indexes import CHILD_INDEX_NAMES, CHILD_LABELS, INDEX_NAMES, REFERENCE_INDEX_NAMES
 from ballast.kube.client import KubeApi
-from ballast.kube.resources import HTTP_ROUTES, SERVICES
+from ballast.kube.resources import HTTP_ROUTES, SERVICES, WRITTEN_KINDS
 from ballast.observability import executor
 from ballast.shell.children import Children
 from ballast.shell.cluster_view import ClusterView
 from ballast.shell.killswitch import KillSwitchDispatcher
 from ballast.shell.reconciler import Reconciler
+from ballast.shell.references import ReferenceView
 from ballast.workloads.render import DEPLOYMENT_LABEL
 from ballast.workloads.responder_manifests import DEFAULT_IMAGE
 
@@ -40,8 +41,14 @@ async def start_reconciler(memo: kopf.Memo, **kwargs: Any) -> None:
     timeout = parse_duration(os.environ.get(PROMETHEUS_TIMEOUT_VARIABLE) or "10s").total_seconds()
     image = os.environ.get(RESPONDER_IMAGE_VARIABLE) or DEFAULT_IMAGE
     children = Children(*(kwargs[name] for name in CHILD_INDEX_NAMES))
+    references = ReferenceView(*(kwargs[name] for name in REFERENCE_INDEX_NAMES))
     reconciler = Reconciler(
-        api, PrometheusProvider(url, timeout) if url else None, view=view, responder_image=image, children=children
+        api,
+        PrometheusProvider(url, timeout) if url else None,
+        view=view,
+        references=references,
+        responder_image=image,
+        children=children,
     )
     memo["api"] = api
     memo["reconciler"] = reconciler
@@ -67,20 +74,40 @@ async def model_deployment_changed(
     type: str, namespace: str | None, name: str, meta: kopf.Meta, memo: Any, **_: Any
 ) -> None:
     assert namespace is not None  # ModelDeployments are namespaced
+    reconciler = _reconciler(memo)
     if type == "DELETED":
-        _reconciler(memo).forget(namespace, name)
+        reconciler.forget(namespace, name)
+        # A reconcile in flight may still remember it; one more, after it, finds it gone and forgets again.
+        reconciler.notify(namespace, name)
     else:
-        _reconciler(memo).changed(namespace, name, str(meta.get("resourceVersion")))
+        reconciler.changed(namespace, name, str(meta.get("resourceVersion")))
     dispatcher: KillSwitchDispatcher = memo["switches"]
     dispatcher.deployment_changed(namespace, name)
 
 
+def _forget_if_gone(reconciler: Reconciler, type: str | None, body: kopf.Body, namespace: str) -> None:
+    """A child deleted by anyone (garbage collection with its ModelDeployment too): drop what was written to it."""
+    resource = WRITTEN_KINDS.get(str(body.get("kind")))
+    if type == "DELETED" and resource is not None:
+        reconciler.api.forget(resource, namespace, body["metadata"]["name"])
+
+
+# Children whose changes other than deletion change nothing the operator owns (an autoscaler's status, each sync).
+DELETION_ONLY = ("ControllerRevision", "HorizontalPodAutoscaler")
+
+
 @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS)
 @kopf.on.event("", "v1", "pods", labels=CHILD_LABELS)
-async def child_changed(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
-    """A workload changed (readiness, restarts) or vanished (a deleted Deployment is recreated)."""
-    if namespace is not None:
-        _reconciler(memo).notify(namespace, labels[DEPLOYMENT_LABEL])
+@kopf.on.event("apps", "v1", "controllerrevisions", labels=CHILD_LABELS)
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=CHILD_LABELS)
+async def child_changed(
+    type: str | None, body: kopf.Body, labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    """A workload changed (readiness, restarts) or a child vanished (it is recreated)."""
+    if namespace is None or (type != "DELETED" and body.get("kind") in DELETION_ONLY):
+        return
+    _forget_if_gone(_reconciler(memo), type, body, namespace)
+    _reconciler(memo).notify(namespace, labels[DEPLOYMENT_LABEL])
 
 
 @kopf.on.event("", "v1", "services", labels=CHILD_LABELS)
@@ -92,5 +119,15 @@ async def routing_changed(
     Gateway writing a route's status, change nothing the operator owns."""
     reconciler = _reconciler(memo)
     resource = HTTP_ROUTES if body.get("kind") == "HTTPRoute" else SERVICES
-    if namespace is not None and (type == "DELETED" or not reconciler.api.wrote(resource, dict(body))):
+    if namespace is None:
+        return
+    _forget_if_gone(reconciler, type, body, namespace)
+    if type == "DELETED" or not reconciler.api.wrote(resource, dict(body)):
         reconciler.notify(namespace, labels[DEPLOYMENT_LABEL])
+
+
+@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes")
+async def route_changed(labels: kopf.Labels, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """A route that is not a child: a routeRef route opting in or out, or one holding a route's name."""
+    if namespace is not None and DEPLOYMENT_LABEL not in labels:
+        _reconciler(memo).route_changed(namespace, name)

@@ -6,6 +6,7 @@ import contextlib
 import threading
 
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from ballast.api.status import Phase
 
@@ -47,13 +48,25 @@ def record_state(
         weight.labels(namespace, name, backend).set(value)
 
 
+# Every metric with series per ModelDeployment, and its labels after namespace and name.
+PER_DEPLOYMENT: tuple[tuple[MetricWrapperBase, tuple[str, ...]], ...] = (
+    (kill_switch, ()),
+    (phase, ("phase",)),
+    (weight, ("backend",)),
+    (decisions, ("action",)),
+    (reconcile_errors, ()),
+)
+
+
 def forget(namespace: str, name: str) -> None:
-    """Drop the series of a deleted ModelDeployment."""
-    with contextlib.suppress(KeyError):
-        kill_switch.remove(namespace, name)
-    for candidate in PHASES:
-        with contextlib.suppress(KeyError):
-            phase.remove(namespace, name, candidate)
-    for backend in ("stable", "canary", "fallback"):
-        with contextlib.suppress(KeyError):
-            weight.remove(namespace, name, backend)
+    """Drop every series of a deleted ModelDeployment (gauges, and counters such as its decisions and errors)."""
+    for metric, rest in PER_DEPLOYMENT:
+        found = {
+            tuple(sample.labels[label] for label in rest)
+            for family in metric.collect()
+            for sample in family.samples
+            if (sample.labels.get("namespace"), sample.labels.get("name")) == (namespace, name)
+        }
+        for values in found:
+            with contextlib.suppress(KeyError):
+                metric.remove(namespace, name, *values)

@@ -13,7 +13,7 @@ from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.status import Analysis, ModelDeploymentStatus, Phase, RevisionStatus, Weights
 from ballast.api.timestamps import format_due, format_time, parse_time
 from ballast.api.types import parse_duration
-from ballast.rollout import killswitch
+from ballast.rollout import killswitch, refusals
 from ballast.rollout.check_scope import SHADOW_STEP, judged_step, measured_now
 from ballast.rollout.conditions import set_conditions
 from ballast.rollout.context import Context, Decision, Event, set_phase
@@ -33,6 +33,12 @@ def decide(
     """The next status of one ModelDeployment, and the Events and history entries that explain it."""
     ctx = Context(spec, generation, now, status.model_copy(deep=True), observations)
     s = ctx.status
+    refusals.record_new(ctx, status.conditions)
+    if observations.route_refused is not None:
+        # Ballast cannot move traffic: nothing moves, not a step, not a kill switch; the conditions say why.
+        s.message = f"traffic unchanged: {observations.route_refused.message}"
+        s.next_check_at = None  # nothing falls due while held; the shell looks again at the refusal
+        return _conclude(ctx)
     killswitch.begin(ctx)
     if s.phase == "Failed":
         # Failed means the last spec could not be acted on; this one can: resume where status stands.
@@ -50,8 +56,14 @@ def decide(
     _size_revisions(ctx)
     killswitch.settle(ctx)
     s.next_check_at = _next_due(ctx)
-    s.observed_generation = generation
-    set_conditions(s, ctx.observations, ctx.now_text, killswitch.conditions(spec, s, observations))
+    return _conclude(ctx)
+
+
+def _conclude(ctx: Context) -> Decision:
+    s, spec, observations = ctx.status, ctx.spec, ctx.observations
+    s.observed_generation = ctx.generation
+    extra = killswitch.conditions(spec, s, observations) + refusals.conditions(observations)
+    set_conditions(s, observations, ctx.now_text, extra)
     return Decision(s, tuple(ctx.events), tuple(ctx.new_history))
 
 
@@ -165,6 +177,9 @@ def _progress_canary(ctx: Context) -> None:
     if seen.crash_looping:
         _rollback(ctx, "CrashLoop", f"canary pods restarted {seen.restarts} times")
         return
+    if seen.refused:
+        _rollback(ctx, "PodsRefused", f"the API server refuses the canary's pods: {seen.refused}")
+        return
     deadline = parse_duration(spec.rollout.progress_deadline)
     since = parse_time(s.step_started_at) if s.step_started_at else ctx.now
     if not seen.available:
@@ -271,14 +286,10 @@ def _judge(ctx: Context) -> bool:
     if s.inconclusive_since is None:
         s.inconclusive_since = ctx.now_text
         reasons = "; ".join(f"{o.name}: {o.reason}" for o in analysis.objectives if o.verdict != "Passed")
-        # Each hold episode of a step is its own decision.
-        episode = 1 + sum(
-            1 for h in s.history if h.action == "check-held" and h.revision == s.canary_revision and h.step == step
-        )
         ctx.record(
             "check-held", "CheckInconclusive" if analysis.verdict == "Inconclusive" else "MetricsUnavailable",
             f"Canary {s.canary_revision} holds at its weight: {reasons}",
-            revision=s.canary_revision, step=step, warning=True, values=values, attempt=episode,
+            revision=s.canary_revision, step=step, warning=True, values=values,
         )  # fmt: skip
     s.inconclusive_checks += 1
     limit = spec.rollout.inconclusive_limit

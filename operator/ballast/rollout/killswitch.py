@@ -92,6 +92,8 @@ def settle(ctx: Context) -> None:
         state.sources, state.engaged, state.fallback, state.engaged_at = [], False, None, None
         state.resume, state.captured = None, False
         return
+    # Refused on the last reconcile of this episode already: the refusal is one decision, not one per reconcile.
+    refused_before = bool(state.sources) and not state.engaged
     if not state.sources:
         state.episode += 1
     state.sources = list(ctx.observations.switches)
@@ -101,6 +103,8 @@ def settle(ctx: Context) -> None:
         if state.engaged:
             _release(ctx)
         state.engaged, state.fallback, state.engaged_at, state.resume, state.captured = False, None, None, None, False
+        if refused_before:
+            return
         reasons = "; ".join(problems) or "spec.fallbacks is empty"
         ctx.record(
             "kill-refused", "NoUsableFallback",
@@ -128,12 +132,10 @@ def settle(ctx: Context) -> None:
                     "fallbackWeight": 100.0},
         )  # fmt: skip
     elif state.fallback != fallback:
-        episode = f"-kill-fallback-{state.episode}."
-        changes = 1 + sum(1 for h in s.history if episode in h.id)
         ctx.record(
             "kill-fallback", "FallbackChanged",
             f"Fallback {state.fallback} can no longer take users ({'; '.join(problems)}); users get {fallback}",
-            revision=stable, warning=True, attempt=f"{state.episode}.{changes}", values={"fallbackWeight": 100.0},
+            revision=stable, warning=True, attempt=state.episode, values={"fallbackWeight": 100.0},
         )  # fmt: skip
     state.fallback, state.captured = fallback, capture
     state.resume = ResumeState(phase=s.phase, step=s.current_step, weights=s.weights.model_copy())

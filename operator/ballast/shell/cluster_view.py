@@ -70,7 +70,7 @@ class ClusterView:
         self._namespaces = namespaces  # namespace name -> its labels
         self._grants = grants  # namespace -> ReferenceGrants in it
         self._deployments = deployments  # namespace -> DeploymentEntry
-        self._services = services  # (namespace, name) -> the Service's ports
+        self._services = services  # (namespace, name) -> the Service's facts (references.ServiceFacts)
 
     def namespace_labels(self, namespace: str) -> Labels:
         found = _values(self._namespaces, namespace)
@@ -118,5 +118,4 @@ class ClusterView:
     def service_ports(self, namespace: str, name: str) -> list[int] | None:
         """The ports of a Service, or None when it does not exist."""
         found = _values(self._services, (namespace, name))
-        ports: list[int] | None = found[0] if found else None
-        return ports
+        return list(found[0].ports) if found else None

@@ -37,6 +37,7 @@ from ballast.shell.cluster_view import ClusterView
 from ballast.shell.contract_checks import ContractChecks
 from ballast.shell.observe import fallback_service, observe
 from ballast.shell.per_key_runner import PerKeyRunner
+from ballast.shell.references import ReferenceView
 from ballast.workloads import render
 from ballast.workloads.responder_manifests import DEFAULT_IMAGE
 
@@ -45,6 +46,7 @@ Key = tuple[str, str]
 Manifest = dict[str, Any]
 
 RETRY_AFTER_ERROR = timedelta(seconds=5)
+RETRY_REFUSED = timedelta(seconds=15)
 # Lost races retried at once, in a row, before a key waits like any failure (a race lost every time is a bug).
 IMMEDIATE_RETRIES = 5
 
@@ -57,6 +59,7 @@ class Reconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         *,
         view: ClusterView,
+        references: ReferenceView,
         children: Children,
         responder_image: str = DEFAULT_IMAGE,
     ) -> None:
@@ -64,6 +67,7 @@ class Reconciler:
         self.children = children
         self.clock = clock
         self.view = view
+        self.references = references
         self.responder_image = responder_image
         self.runner: PerKeyRunner[Key] = PerKeyRunner(self._reconcile_timed, self._failed)
         self.checks = ContractChecks(provider, self.notify)
@@ -81,9 +85,17 @@ class Reconciler:
         self.runner.notify((namespace, name))
 
     def changed(self, namespace: str, name: str, resource_version: str) -> None:
-        """A watch event of the ModelDeployment: reconcile, unless it is the echo of this reconciler's own write."""
+        """A watch event of the ModelDeployment: reconcile, unless it is the echo of this reconciler's own write.
+        Deployments whose fallbacks lead to it reconcile too: a fallback cycle may have closed or opened."""
         if self.written.get((namespace, name)) != resource_version:
             self.notify(namespace, name)
+            for refs in self.references.falling_back_to(namespace, name):
+                self.notify(refs.namespace, refs.name)
+
+    def route_changed(self, namespace: str, name: str) -> None:
+        """An HTTPRoute that is not a child changed: a routeRef route (opt-in, rules) or one taking a route's name."""
+        for refs in self.references.claiming(namespace, name):
+            self.notify(refs.namespace, refs.name)
 
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -92,16 +104,20 @@ class Reconciler:
         self.checks.forget(key)
         self.written.pop(key, None)
         self._watch_references(key, set(), set())
-        self.runner.forget(key)
         metrics.forget(namespace, name)
 
     async def stop(self) -> None:
         await self.runner.stop()
         await self.checks.stop()
 
-    def service_changed(self, namespace: str, name: str) -> None:
+    def service_changed(self, namespace: str, name: str, child_of: str | None = None) -> None:
+        """A Service a deployment routes to as a fallback, or one that may hold another's child's name, changed
+        (`child_of`: the deployment whose child it is, which its own child events reconcile)."""
         for key in list(self.fallback_services.get((namespace, name), ())):
             self.notify(*key)
+        for refs in self.references.deriving(namespace, name):
+            if refs.name != child_of:
+                self.notify(refs.namespace, refs.name)
 
     def grants_changed(self, namespace: str) -> None:
         for key in list(self.grant_namespaces.get(namespace, ())):
@@ -144,10 +160,13 @@ class Reconciler:
         _reindex(self.fallback_services, key, services)
         _reindex(self.grant_namespaces, key, namespaces)
 
-    def _schedule(self, key: Key, status: ModelDeploymentStatus) -> None:
-        """Wake at the core's next due time; checks start from the tick, their verdicts wake it themselves."""
-        if status.next_check_at:
-            self.due[key] = parse_time(status.next_check_at)
+    def _schedule(self, key: Key, status: ModelDeploymentStatus, now: datetime, refused: bool) -> None:
+        """Wake at the core's next due time; checks start from the tick, and their verdicts wake it themselves."""
+        due = [parse_time(status.next_check_at)] if status.next_check_at else []
+        if refused:  # objects of a child's name, or a route, that are not Ballast's: look again while they last
+            due.append(now + RETRY_REFUSED)
+        if due:
+            self.due[key] = min(due)
         else:
             self.due.pop(key, None)
 
@@ -172,7 +191,8 @@ class Reconciler:
         desired = revision_hash(md["spec"])
         now = self.clock()
         verdict = self.checks.verdict(key)
-        observations = await observe(self.api, self.view, md, spec, status, children, verdict)
+        seen = await observe(self.api, self.view, self.references, md, spec, status, desired, children, verdict)
+        observations = seen.observations
         decision = decide(spec, desired, md["metadata"].get("generation", 1), status, observations, now)
 
         if decision.status != status:
@@ -199,14 +219,15 @@ class Reconciler:
                 weights.fallback_name,
             )
             if rerouted:
-                await apply_route(self.api, md, spec, decision.status, children)
-            await apply_workloads(self.api, md, spec, decision.status, desired, templates, children)
-            await apply_responder(self.api, md, spec, children, self.responder_image)
+                await apply_route(self.api, md, spec, decision.status, templates, children, seen)
+            await apply_workloads(self.api, md, spec, decision.status, desired, templates, children, seen)
+            await apply_responder(self.api, md, spec, children, self.responder_image, seen)
             if not rerouted:
-                await apply_route(self.api, md, spec, decision.status, children)
+                await apply_route(self.api, md, spec, decision.status, templates, children, seen)
         finally:
             await events
-        self._schedule(key, decision.status)
+        refused = bool(observations.conflicts) or observations.route_refused is not None
+        self._schedule(key, decision.status, now, refused)
 
     async def _report_invalid(self, md: Manifest, status: ModelDeploymentStatus, error: ValidationError) -> None:
         """A spec the models refuse (for example after an operator downgrade) never touches traffic."""

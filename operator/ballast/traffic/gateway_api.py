@@ -7,11 +7,9 @@ else, with a JSON patch guarded by the route's resourceVersion.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
-from ballast.api.types import parse_duration, whole_units
 from ballast.kube.client import ApiError, KubeApi
 from ballast.kube.resources import GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, Resource
 from ballast.traffic.router import Backends, Capabilities, Manifest
@@ -20,9 +18,13 @@ from ballast.workloads.render import DEPLOYMENT_LABEL, MANAGED_BY, owner_referen
 
 def backend_refs(spec: ModelDeploymentSpec, backends: Backends) -> list[Manifest]:
     """Weighted refs; those at weight 0 are left out (unless all are), so a switched route names only its fallback."""
-    refs: list[Manifest] = [{"name": backends.stable, "port": spec.traffic.port, "weight": backends.weights.stable}]
+    refs: list[Manifest] = [
+        {"name": backends.stable, "port": backends.port(backends.stable), "weight": backends.weights.stable}
+    ]
     if backends.canary is not None:
-        refs.append({"name": backends.canary, "port": spec.traffic.port, "weight": backends.weights.canary})
+        refs.append(
+            {"name": backends.canary, "port": backends.port(backends.canary), "weight": backends.weights.canary}
+        )
     fallback = backends.fallback
     if fallback is not None:
         ref: Manifest = {"name": fallback.name, "port": fallback.port, "weight": backends.weights.fallback}
@@ -32,23 +34,8 @@ def backend_refs(spec: ModelDeploymentSpec, backends: Backends) -> list[Manifest
     return [r for r in refs if r["weight"] > 0] or refs
 
 
-# Gateway API durations (GEP-2257) have at most five digits per part: anything longer is written as the longest.
-_LONGEST_TIMEOUT = timedelta(hours=99999)
-
-
-def _gateway_duration(duration: timedelta) -> str:
-    """A duration as an HTTPRoute accepts it: whole units, no fractions (`1.5m` -> `1m30s`)."""
-    return whole_units(min(duration, _LONGEST_TIMEOUT))
-
-
 def _timeouts(spec: ModelDeploymentSpec) -> Manifest:
-    """The route's timeouts. A backend request cannot outlast the whole request (a zero request timeout is none):
-    the Gateway API refuses a route that says otherwise, and the request timeout would cut it there anyway."""
-    request = parse_duration(spec.traffic.timeouts.request)
-    backend = parse_duration(spec.traffic.timeouts.backend_request)
-    if request:
-        backend = min(backend, request)
-    return {"request": _gateway_duration(request), "backendRequest": _gateway_duration(backend)}
+    return {"request": spec.traffic.timeouts.request, "backendRequest": spec.traffic.timeouts.backend_request}
 
 
 def build_http_route(md: Manifest, spec: ModelDeploymentSpec, backends: Backends) -> Manifest:
@@ -62,14 +49,17 @@ def build_http_route(md: Manifest, spec: ModelDeploymentSpec, backends: Backends
                 "matches": [
                     {"headers": [{"type": h.type, "name": h.name, "value": h.value} for h in traffic.canary_match]}
                 ],
-                "backendRefs": [{"name": backends.canary, "port": traffic.port, "weight": 1}],
+                "backendRefs": [{"name": backends.canary, "port": backends.port(backends.canary), "weight": 1}],
                 "timeouts": _timeouts(spec),
             }
         )
     split: Manifest = {"name": "split", "backendRefs": backend_refs(spec, backends), "timeouts": _timeouts(spec)}
     if backends.mirror is not None:
         split["filters"] = [
-            {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": backends.mirror, "port": traffic.port}}}
+            {
+                "type": "RequestMirror",
+                "requestMirror": {"backendRef": {"name": backends.mirror, "port": backends.port(backends.mirror)}},
+            }
         ]
     rules.append(split)
     route: Manifest = {
@@ -91,13 +81,22 @@ def build_http_route(md: Manifest, spec: ModelDeploymentSpec, backends: Backends
     return route
 
 
+# What the API server fills into a backendRef left without them (the HTTPRoute CRD's defaults).
+BACKEND_REF_DEFAULTS: Manifest = {"group": "", "kind": "Service", "weight": 1}
+
+
+def normalised(refs: list[Manifest]) -> list[Manifest]:
+    """backendRefs as the API server stores them, so what Ballast wants compares equal to what it wrote."""
+    return [{**BACKEND_REF_DEFAULTS, **ref} for ref in refs]
+
+
 def owned_rule_patch(route: Manifest, rule_name: str, refs: list[Manifest]) -> list[Manifest]:
     """JSON patch that replaces the backendRefs of one named rule, guarded by the resourceVersion."""
     rules = route.get("spec", {}).get("rules", [])
     index = next((i for i, rule in enumerate(rules) if rule.get("name") == rule_name), None)
     if index is None:
         raise LookupError(f"HTTPRoute {route['metadata']['name']} has no rule named {rule_name!r}")
-    if rules[index].get("backendRefs") == refs:
+    if normalised(rules[index].get("backendRefs") or []) == normalised(refs):
         return []
     return [
         {"op": "test", "path": "/metadata/resourceVersion", "value": route["metadata"]["resourceVersion"]},
@@ -131,10 +130,9 @@ class GatewayApiRouter:
         if ref is None:
             await api.apply(HTTP_ROUTES, build_http_route(md, spec, backends), current)
             return
-        route = await api.get(HTTP_ROUTES, md["metadata"]["namespace"], ref.name)
-        if route is None:
+        if current is None:  # the shell reads the route first and writes nothing when it is missing
             raise LookupError(f"traffic.routeRef: HTTPRoute {ref.name} does not exist")
-        patch = owned_rule_patch(route, ref.rule, backend_refs(spec, backends))
+        patch = owned_rule_patch(current, ref.rule, backend_refs(spec, backends))
         if patch:
             await api.json_patch(HTTP_ROUTES, md["metadata"]["namespace"], ref.name, patch)
 
