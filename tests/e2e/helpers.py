@@ -75,19 +75,21 @@ def wait_status(
     return seen
 
 
-def audited_reads(cluster: Cluster, user: str, namespace: str, name: str, since: datetime, until: datetime) -> int:
-    """GETs of one ModelDeployment by `user` received between two moments, from the API server's audit log."""
+def audited_reads(
+    cluster: Cluster, user: str, namespace: str, since: datetime, until: datetime, name: str | None = None
+) -> int:
+    """Reads (get, list) by `user` in a namespace received between two moments, from the API server's audit log;
+    with `name`, only GETs of that ModelDeployment."""
     count = 0
     for line in cluster.audit_log.read_text().splitlines():
         entry = json.loads(line)
         target = entry.get("objectRef") or {}
         if (
             entry.get("stage") == "ResponseComplete"
-            and entry.get("verb") == "get"
+            and entry.get("verb") in (("get",) if name else ("get", "list"))
             and entry.get("user", {}).get("username") == user
-            and (target.get("resource"), target.get("namespace"), target.get("name"))
-            == ("modeldeployments", namespace, name)
-            and not target.get("subresource")
+            and target.get("namespace") == namespace
+            and (name is None or (target.get("resource"), target.get("name")) == ("modeldeployments", name))
             and since <= datetime.fromisoformat(entry["requestReceivedTimestamp"]) <= until
         ):
             count += 1

@@ -272,31 +272,37 @@ EVENTS = st.lists(
 SWITCH = KillSwitchSource(kind="KillSwitch", name="incident", namespace="ns", reason="withdrawn policy")
 
 
+def apply_event(run: Run, event: tuple[Any, ...], revision: str) -> str:
+    """Change the world as one history event says; returns the template's revision after it."""
+    kind = event[0]
+    if kind == "template":
+        return str(event[1])
+    if kind == "wait":
+        run.now += timedelta(seconds=event[1])
+    elif kind == "available":
+        run.observed[event[1]] = RevisionObservation(available=event[2], ready_replicas=2 if event[2] else 0)
+    elif kind == "crash":
+        run.observed[event[1]] = RevisionObservation(available=False, restarts=5)
+    elif kind == "promote":
+        run.commands = Commands(promote=f"p{event[1]}", abort=run.commands.abort, paused=run.commands.paused)
+    elif kind == "abort":
+        run.commands = Commands(promote=run.commands.promote, abort=f"a{event[1]}", paused=run.commands.paused)
+    elif kind == "pause":
+        run.commands = Commands(promote=run.commands.promote, abort=run.commands.abort, paused=event[1])
+    elif kind == "switch":
+        run.switches = (SWITCH,) if event[1] else ()
+    elif kind == "fallback":
+        run.fallbacks = {event[1]: FallbackObservation(usable=event[2], problem="" if event[2] else "gone")}
+    return revision
+
+
 def replay(events: list[tuple[Any, ...]], model_spec: ModelDeploymentSpec | None = None) -> Run:
     run = Run(model_spec)
     revision = "r0"
     run.observed = {"r0": READY}
     run.step(revision)
     for event in events:
-        kind = event[0]
-        if kind == "template":
-            revision = event[1]
-        elif kind == "wait":
-            run.now += timedelta(seconds=event[1])
-        elif kind == "available":
-            run.observed[event[1]] = RevisionObservation(available=event[2], ready_replicas=2 if event[2] else 0)
-        elif kind == "crash":
-            run.observed[event[1]] = RevisionObservation(available=False, restarts=5)
-        elif kind == "promote":
-            run.commands = Commands(promote=f"p{event[1]}", abort=run.commands.abort, paused=run.commands.paused)
-        elif kind == "abort":
-            run.commands = Commands(promote=run.commands.promote, abort=f"a{event[1]}", paused=run.commands.paused)
-        elif kind == "pause":
-            run.commands = Commands(promote=run.commands.promote, abort=run.commands.abort, paused=event[1])
-        elif kind == "switch":
-            run.switches = (SWITCH,) if event[1] else ()
-        elif kind == "fallback":
-            run.fallbacks = {event[1]: FallbackObservation(usable=event[2], problem="" if event[2] else "gone")}
+        revision = apply_event(run, event, revision)
         before = run.status
         decision = run.step(revision)
         check_transition(before, decision.status)
@@ -668,18 +674,7 @@ def replay_with_verdicts(events: list[tuple[Any, ...]], model_spec: ModelDeploym
             began = statuses[max(0, len(statuses) - 1 - event[2])]
             hand_over(run, revision, check(event[1], 2.0 if event[1] == "Failed" else 0.5, reason="r"), began)
         else:
-            if kind == "template":
-                revision = event[1]
-            elif kind == "wait":
-                run.now += timedelta(seconds=event[1])
-            elif kind == "available":
-                run.observed[event[1]] = RevisionObservation(available=event[2], ready_replicas=2 if event[2] else 0)
-            elif kind == "promote":
-                run.commands = Commands(promote=f"p{event[1]}", paused=run.commands.paused)
-            elif kind == "pause":
-                run.commands = Commands(promote=run.commands.promote, paused=event[1])
-            elif kind == "switch":
-                run.switches = (SWITCH,) if event[1] else ()
+            revision = apply_event(run, event, revision)
             before = run.status
             run.step(revision)
             check_transition(before, run.status)
