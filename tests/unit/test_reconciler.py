@@ -21,7 +21,7 @@ from ballast.kube.resources import EVENTS, HTTP_ROUTES, MODEL_DEPLOYMENTS, Resou
 from ballast.rollout.check_scope import began_in
 from ballast.shell.children import Children
 from ballast.shell.cluster_view import ClusterView
-from ballast.shell.reconciler import Reconciler
+from ballast.shell.reconciler import IMMEDIATE_RETRIES, RETRY_AFTER_ERROR, Reconciler
 from ballast.shell.references import OPT_IN_ANNOTATION, ReferenceView
 from ballast.workloads.render import DEPLOYMENT_LABEL, REVISION_LABEL
 from tests.unit.test_rollout_core import READY, Run, check
@@ -65,6 +65,7 @@ class FakeApi:
         self.conflicts = 0  # status writes to refuse with a 409
         self.lost_races = 0  # route patches to refuse as a failed JSON-patch `test`
         self.route_patches: list[list[dict[str, Any]]] = []
+        self.patch_attempts = 0
         self.events: list[dict[str, Any]] = []
         self.route = {"metadata": {"name": "yours", "namespace": NS, "resourceVersion": "5",
                                    "annotations": {OPT_IN_ANNOTATION: NAME}},
@@ -94,6 +95,7 @@ class FakeApi:
     async def json_patch(
         self, resource: Resource, namespace: str, name: str, operations: list[dict[str, Any]]
     ) -> dict[str, Any]:
+        self.patch_attempts += 1
         if self.lost_races:
             self.lost_races -= 1
             raise ApiError(422, PATCH_NOT_APPLICABLE)
@@ -223,6 +225,16 @@ async def test_a_route_patch_that_lost_its_race_is_retried_at_once(build: Build)
     await world.settle()
     assert len(world.api.route_patches) == 1
     assert world.api.route_patches[0][0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "5"}
+
+
+async def test_a_race_lost_every_time_waits_like_any_failure(build: Build) -> None:
+    world = build(held_spec(routeRef={"name": "yours", "rule": "split"}))
+    world.reconciler.checks.last_check[KEY] = world.now[0]
+    world.api.lost_races = 100  # a bug, not a race: it must not spin
+    world.reconciler.notify(NS, NAME)
+    await world.settle()
+    assert world.api.patch_attempts == IMMEDIATE_RETRIES + 1
+    assert world.reconciler.due[KEY] == world.now[0] + RETRY_AFTER_ERROR
 
 
 async def test_a_held_canary_is_read_once_per_check_interval(build: Build) -> None:
