@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -38,7 +39,7 @@ class ApiError(RuntimeError):
         return self.status == 403 and "because it is being terminated" in self.message
 
 
-def _client_from_configuration(configuration: Any, timeout: float) -> httpx.AsyncClient:
+def _client_from_configuration(configuration: Any, timeout: float, user_agent: str | None) -> httpx.AsyncClient:
     verify: ssl.SSLContext | bool = bool(configuration.verify_ssl)
     if configuration.verify_ssl:
         verify = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
@@ -47,7 +48,7 @@ def _client_from_configuration(configuration: Any, timeout: float) -> httpx.Asyn
             verify = ssl.create_default_context()
             verify.check_hostname, verify.verify_mode = False, ssl.CERT_NONE
         verify.load_cert_chain(configuration.cert_file, configuration.key_file)
-    headers = {}
+    headers = {"User-Agent": user_agent} if user_agent else {}
     token = configuration.api_key.get("authorization") or configuration.api_key.get("BearerToken")
     if token:
         prefix = configuration.api_key_prefix.get("authorization", "")
@@ -74,9 +75,13 @@ class KubeApi:
         self.gate = asyncio.Semaphore(IN_FLIGHT)
         # What this process last applied, per object: (digest of the body, version the API server answered).
         self.applied: dict[tuple[str, str, str], tuple[str, str]] = {}
+        # Called before every write is sent; raises to refuse it (leader election: only the leader writes).
+        self.write_fence: Callable[[], None] | None = None
 
     @classmethod
-    def from_environment(cls, kubeconfig: str | None = None, timeout: float = 30.0) -> KubeApi:
+    def from_environment(
+        cls, kubeconfig: str | None = None, timeout: float = 30.0, user_agent: str | None = None
+    ) -> KubeApi:
         """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
         configuration = k8s_client.Configuration()
         try:
@@ -85,7 +90,7 @@ class KubeApi:
             k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=kubeconfig, client_configuration=configuration
             )
-        return cls(_client_from_configuration(configuration, timeout))
+        return cls(_client_from_configuration(configuration, timeout, user_agent))
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -99,6 +104,8 @@ class KubeApi:
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Object | None:
         async with self.gate:
+            if method != "GET" and self.write_fence is not None:
+                self.write_fence()  # checked last, after any wait for the gate: the write goes out now or never
             response = await self.http.request(method, path, **kwargs)
         if response.status_code == 404 and method == "GET":
             return None
@@ -164,6 +171,12 @@ class KubeApi:
             content=json.dumps(body),
             headers={"Content-Type": "application/merge-patch+json"},
         )
+        assert result is not None
+        return result
+
+    async def replace(self, resource: Resource, namespace: str, name: str, body: Object) -> Object:
+        """PUT: a full update, refused with 409 unless `body` carries the object's current resourceVersion."""
+        result = await self._request("PUT", resource.path(namespace, name), json=body)
         assert result is not None
         return result
 

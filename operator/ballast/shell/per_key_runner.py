@@ -20,10 +20,11 @@ class PerKeyRunner(Generic[K]):
         self.locks: dict[K, asyncio.Lock] = {}
         self.pending: set[K] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.paused = False
 
     def notify(self, key: K) -> None:
-        """Ask for a run of `key`; coalesces with one already waiting."""
-        if key in self.pending:
+        """Ask for a run of `key`; coalesces with one already waiting; dropped while paused."""
+        if self.paused or key in self.pending:
             return
         self.pending.add(key)
         task = asyncio.get_running_loop().create_task(self._run(key))
@@ -43,6 +44,15 @@ class PerKeyRunner(Generic[K]):
                 await self.work(key)
             except Exception as error:  # a failed run is the caller's to retry; it never kills the operator
                 self.on_error(key, error)
+
+    async def pause(self) -> None:
+        """Drop every request and cancel every run until `resume()` (a standby acts on nothing)."""
+        self.paused = True
+        await self.stop()
+        self.pending.clear()  # runs cancelled before they started never cleared their key
+
+    def resume(self) -> None:
+        self.paused = False
 
     async def stop(self) -> None:
         """Cancel every run (shutdown: state is in status, the next operator resumes from there)."""
