@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 
@@ -23,6 +24,9 @@ def run(args: argparse.Namespace) -> int:
         start_http_server(args.metrics_port, addr=args.metrics_address)
 
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON if args.log_json else kopf.LogFormat.FULL)
+    if not args.verbose:
+        # A line per API call (the Lease alone is one a second) would bury the decisions; the audit log has them.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     kopf.run(
         standalone=True,
         clusterwide=not args.namespace,
