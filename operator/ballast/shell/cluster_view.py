@@ -89,9 +89,8 @@ class ClusterView:
         return next((s for s in candidates if s.key == key), None)
 
     def every_switch(self) -> list[Switch]:
-        return [s for namespace in list(self._namespaced) for s in _values(self._namespaced, namespace)] + _values(
-            self._cluster, CLUSTER_KEY
-        )
+        namespaced = [s for namespace in list(self._namespaced) for s in _values(self._namespaced, namespace)]
+        return namespaced + _values(self._cluster, CLUSTER_KEY)
 
     def has_cluster_switches(self) -> bool:
         return bool(_values(self._cluster, CLUSTER_KEY))
