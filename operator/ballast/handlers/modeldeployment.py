@@ -14,11 +14,13 @@ import kopf
 
 from ballast.analysis.providers.prometheus import PrometheusProvider
 from ballast.handlers.indexes import CHILD_INDEX_NAMES, CHILD_LABELS, INDEX_NAMES, REFERENCE_INDEX_NAMES
+from ballast.handlers.leader import election_config, start_election, stop_election
 from ballast.kube.client import KubeApi
 from ballast.kube.resources import HTTP_ROUTES, SERVICES, WRITTEN_KINDS
 from ballast.shell.children import Children
 from ballast.shell.cluster_view import ClusterView
 from ballast.shell.killswitch import KillSwitchDispatcher
+from ballast.shell.leader import user_agent
 from ballast.shell.reconciler import Reconciler
 from ballast.shell.references import ReferenceView
 from ballast.workloads.render import DEPLOYMENT_LABEL
@@ -32,7 +34,7 @@ RESPONDER_IMAGE_VARIABLE = "BALLAST_RESPONDER_IMAGE"
 async def start_reconciler(memo: kopf.Memo, **kwargs: Any) -> None:
     # kopf hands every index to startup handlers as a live view, filled before any event handler runs.
     view = ClusterView(*(kwargs[name] for name in INDEX_NAMES))
-    api = KubeApi.from_environment()
+    api = KubeApi.from_environment(user_agent=user_agent(election_config(memo).identity))
     url = os.environ.get(PROMETHEUS_URL_VARIABLE)
     image = os.environ.get(RESPONDER_IMAGE_VARIABLE) or DEFAULT_IMAGE
     children = Children(*(kwargs[name] for name in CHILD_INDEX_NAMES))
@@ -48,12 +50,15 @@ async def start_reconciler(memo: kopf.Memo, **kwargs: Any) -> None:
     memo["api"] = api
     memo["reconciler"] = reconciler
     memo["switches"] = KillSwitchDispatcher(api, view, reconciler)
+    # Only the leader reconciles: every replica starts as a standby, and campaigns once its indexes are filled.
+    await start_election(memo, api, reconciler, memo["switches"], view)
     memo["ticker"] = asyncio.get_running_loop().create_task(reconciler.tick_forever())
 
 
 @kopf.on.cleanup()
 async def stop_reconciler(memo: kopf.Memo, **_: Any) -> None:
     memo["ticker"].cancel()
+    await stop_election(memo)  # stops every reconcile, then hands the lease over
     await memo["reconciler"].stop()
     await memo["switches"].runner.stop()
     await memo["api"].close()
