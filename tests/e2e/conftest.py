@@ -104,7 +104,8 @@ CHECK_TIMEOUT_SECONDS = 3
 def operator(
     cluster: Cluster, data_plane: DataPlane, operator_kubeconfig: Path, prometheus_switch: Switch
 ) -> Iterator[Operator]:
-    running = Operator(cluster, operator_kubeconfig, prometheus_switch.url, f"{CHECK_TIMEOUT_SECONDS}s")
+    timeout = f"{CHECK_TIMEOUT_SECONDS}s"
+    running = Operator(cluster, operator_kubeconfig, prometheus_switch.url, prometheus_timeout=timeout)
     running.start()
     yield running
     running.stop()

@@ -176,6 +176,32 @@ def test_the_operator_identity_has_exactly_its_role(
     assert result.stdout.strip() == ("yes" if allowed else "no"), result.stderr
 
 
+@pytest.mark.parametrize(
+    ("verb", "lease", "namespace", "allowed"),
+    [
+        # Leader election: its one Lease in its own namespace, read, created and renewed (update); nothing else.
+        ("get", "ballast-operator", "ballast-system", True),
+        ("update", "ballast-operator", "ballast-system", True),
+        ("create", "", "ballast-system", True),
+        ("get", "another-lease", "ballast-system", False),
+        ("update", "another-lease", "ballast-system", False),
+        ("patch", "ballast-operator", "ballast-system", False),
+        ("delete", "ballast-operator", "ballast-system", False),
+        ("list", "", "ballast-system", False),
+        ("watch", "", "ballast-system", False),
+        ("get", "ballast-operator", "kube-system", False),
+        ("create", "", "kube-system", False),
+    ],
+)
+def test_the_operator_identity_holds_only_its_own_lease(
+    cluster: Cluster, operator_kubeconfig: Path, verb: str, lease: str, namespace: str, allowed: bool
+) -> None:
+    target = f"leases.coordination.k8s.io/{lease}" if lease else "leases.coordination.k8s.io"
+    result = cluster.kubectl("auth", "can-i", verb, target, "-n", namespace, kubeconfig=operator_kubeconfig,
+                             check=False)  # fmt: skip
+    assert result.stdout.strip() == ("yes" if allowed else "no"), result.stderr
+
+
 def test_the_audit_log_records_the_operator_calls(cluster: Cluster, operator_kubeconfig: Path) -> None:
     marker = f"audit-probe-{time.monotonic_ns()}"
     cluster.kubectl("get", "modeldeployments", "-A", f"--selector=probe={marker}", kubeconfig=operator_kubeconfig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 
@@ -14,6 +15,9 @@ def run(args: argparse.Namespace) -> int:
     os.environ["BALLAST_PROMETHEUS_TIMEOUT"] = args.prometheus_timeout
 
     import ballast.handlers  # noqa: F401  (registers the handlers)
+    from ballast.shell.leader import ElectionConfig, default_identity
+
+    election = ElectionConfig(args.identity or default_identity(), args.lease_namespace, args.lease_name)
 
     if args.metrics_port:
         from prometheus_client import start_http_server
@@ -21,11 +25,15 @@ def run(args: argparse.Namespace) -> int:
         start_http_server(args.metrics_port, addr=args.metrics_address)
 
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON if args.log_json else kopf.LogFormat.FULL)
+    if not args.verbose:
+        # A line per API call (the Lease alone is one a second) would bury the decisions; the audit log has them.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     kopf.run(
         standalone=True,
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
         liveness_endpoint=args.liveness,
+        memo=kopf.Memo(election=election),
     )
     return 0
 
@@ -42,11 +50,26 @@ def _duration(text: str) -> str:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("run", help="run the operator (kopf, standalone: one active replica)")
+    parser = sub.add_parser("run", help="run the operator (kopf; of several replicas, the Lease holder acts)")
     parser.add_argument(
         "-n", "--namespace", action="append", help="watch only this namespace (repeatable; default: all)"
     )
-    parser.add_argument("--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument(
+        "--liveness",
+        default=None,
+        help="liveness and readiness endpoint, e.g. http://0.0.0.0:8080/healthz (reports leader or standby)",
+    )
+    parser.add_argument(
+        "--identity", default=None, help="this replica's name in the Lease (default: $POD_NAME or hostname, and pid)"
+    )
+    parser.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE") or "ballast-system",
+        help="namespace of the leader-election Lease (default: $POD_NAMESPACE, else ballast-system)",
+    )
+    parser.add_argument(
+        "--lease-name", default="ballast-operator", help="name of the leader-election Lease (default ballast-operator)"
+    )
     parser.add_argument(
         "--prometheus-url",
         default=os.environ.get("BALLAST_PROMETHEUS_URL"),

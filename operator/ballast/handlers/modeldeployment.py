@@ -15,12 +15,14 @@ import kopf
 from ballast.analysis.providers.prometheus import PrometheusProvider
 from ballast.api.types import parse_duration
 from ballast.handlers.indexes import CHILD_INDEX_NAMES, CHILD_LABELS, INDEX_NAMES, REFERENCE_INDEX_NAMES
+from ballast.handlers.leader import election_config, start_election, stop_election
 from ballast.kube.client import KubeApi
 from ballast.kube.resources import HTTP_ROUTES, SERVICES, WRITTEN_KINDS
 from ballast.observability import executor
 from ballast.shell.children import Children
 from ballast.shell.cluster_view import ClusterView
 from ballast.shell.killswitch import KillSwitchDispatcher
+from ballast.shell.leader import user_agent
 from ballast.shell.reconciler import Reconciler
 from ballast.shell.references import ReferenceView
 from ballast.workloads.render import DEPLOYMENT_LABEL
@@ -36,7 +38,7 @@ async def start_reconciler(memo: kopf.Memo, **kwargs: Any) -> None:
     # kopf hands every index to startup handlers as a live view, filled before any event handler runs.
     executor.install(asyncio.get_running_loop())
     view = ClusterView(*(kwargs[name] for name in INDEX_NAMES))
-    api = KubeApi.from_environment()
+    api = KubeApi.from_environment(user_agent=user_agent(election_config(memo).identity))
     url = os.environ.get(PROMETHEUS_URL_VARIABLE)
     timeout = parse_duration(os.environ.get(PROMETHEUS_TIMEOUT_VARIABLE) or "10s").total_seconds()
     image = os.environ.get(RESPONDER_IMAGE_VARIABLE) or DEFAULT_IMAGE
@@ -53,12 +55,15 @@ async def start_reconciler(memo: kopf.Memo, **kwargs: Any) -> None:
     memo["api"] = api
     memo["reconciler"] = reconciler
     memo["switches"] = KillSwitchDispatcher(api, view, reconciler)
+    # Only the leader reconciles: every replica starts as a standby, and campaigns once its indexes are filled.
+    await start_election(memo, api, reconciler, memo["switches"], view)
     memo["ticker"] = asyncio.get_running_loop().create_task(reconciler.tick_forever())
 
 
 @kopf.on.cleanup()
 async def stop_reconciler(memo: kopf.Memo, **_: Any) -> None:
     memo["ticker"].cancel()
+    await stop_election(memo)  # stops every reconcile, then hands the lease over
     await memo["reconciler"].stop()
     await memo["switches"].runner.stop()
     await memo["api"].close()

@@ -87,7 +87,9 @@ class TokenFile(httpx.Auth):
             yield request
 
 
-def _client_from_configuration(configuration: Any, timeout: float, auth: httpx.Auth | None = None) -> httpx.AsyncClient:
+def _client_from_configuration(
+    configuration: Any, timeout: float, auth: httpx.Auth | None = None, user_agent: str | None = None
+) -> httpx.AsyncClient:
     verify: ssl.SSLContext | bool = bool(configuration.verify_ssl)
     if configuration.verify_ssl:
         verify = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
@@ -96,7 +98,7 @@ def _client_from_configuration(configuration: Any, timeout: float, auth: httpx.A
             verify = ssl.create_default_context()
             verify.check_hostname, verify.verify_mode = False, ssl.CERT_NONE
         verify.load_cert_chain(configuration.cert_file, configuration.key_file)
-    headers = {}
+    headers = {"User-Agent": user_agent} if user_agent else {}
     token = configuration.api_key.get("authorization") or configuration.api_key.get("BearerToken")
     if token and auth is None:
         prefix = configuration.api_key_prefix.get("authorization", "")
@@ -128,18 +130,22 @@ class KubeApi:
         self.gate = asyncio.Semaphore(IN_FLIGHT)
         # What this process last applied, per object: (digest of the body, version the API server answered).
         self.applied: dict[tuple[str, str, str], tuple[str, str]] = {}
+        # Called before every write is sent; raises to refuse it (leader election: only the leader writes).
+        self.write_fence: Callable[[], None] | None = None
 
     @classmethod
-    def from_environment(cls, kubeconfig: str | None = None, timeout: float = 30.0) -> KubeApi:
+    def from_environment(
+        cls, kubeconfig: str | None = None, timeout: float = 30.0, user_agent: str | None = None
+    ) -> KubeApi:
         """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
         try:
-            return cls.in_cluster(timeout=timeout)
+            return cls.in_cluster(timeout=timeout, user_agent=user_agent)
         except k8s_config.ConfigException:
             configuration = k8s_client.Configuration()
             k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=kubeconfig, client_configuration=configuration
             )
-            return cls(_client_from_configuration(configuration, timeout))
+            return cls(_client_from_configuration(configuration, timeout, user_agent=user_agent))
 
     @classmethod
     def in_cluster(
@@ -148,6 +154,7 @@ class KubeApi:
         ca_file: str = incluster_config.SERVICE_CERT_FILENAME,
         environ: Mapping[str, str] = os.environ,
         timeout: float = 30.0,
+        user_agent: str | None = None,
     ) -> KubeApi:
         """The pod's service account: the API server from KUBERNETES_SERVICE_HOST/PORT, its CA, and the token
         file, read again as the kubelet rotates it (ConfigException when not in a pod)."""
@@ -156,7 +163,7 @@ class KubeApi:
             token_filename=token_file, cert_filename=ca_file, environ=environ
         )
         loader.load_and_set(configuration)  # type: ignore[no-untyped-call]
-        return cls(_client_from_configuration(configuration, timeout, TokenFile(Path(token_file))))
+        return cls(_client_from_configuration(configuration, timeout, TokenFile(Path(token_file)), user_agent))
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -174,6 +181,8 @@ class KubeApi:
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Object | None:
         async with self.gate:
+            if method != "GET" and self.write_fence is not None:
+                self.write_fence()  # checked last, after any wait for the gate: the write goes out now or never
             response = await self.http.request(method, path, **kwargs)
         if response.status_code == 404 and method == "GET":
             return None
@@ -241,6 +250,12 @@ class KubeApi:
             content=json.dumps(body),
             headers={"Content-Type": "application/merge-patch+json"},
         )
+        assert result is not None
+        return result
+
+    async def replace(self, resource: Resource, namespace: str, name: str, body: Object) -> Object:
+        """PUT: a full update, refused with 409 unless `body` carries the object's current resourceVersion."""
+        result = await self._request("PUT", resource.path(namespace, name), json=body)
         assert result is not None
         return result
 

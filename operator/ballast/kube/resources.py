@@ -42,6 +42,7 @@ KILL_SWITCHES = Resource("ballast.dev", "v1alpha1", "killswitches", kind="KillSw
 CLUSTER_KILL_SWITCHES = Resource(
     "ballast.dev", "v1alpha1", "clusterkillswitches", namespaced=False, kind="ClusterKillSwitch"
 )
+LEASES = Resource("coordination.k8s.io", "v1", "leases", kind="Lease")
 
 # The children and the routes the operator writes, by kind: a watch event names the kind, and the client forgets
 # what it wrote to an object once that object is gone.

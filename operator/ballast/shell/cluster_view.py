@@ -88,6 +88,10 @@ class ClusterView:
         )
         return next((s for s in candidates if s.key == key), None)
 
+    def every_switch(self) -> list[Switch]:
+        namespaced = [s for namespace in list(self._namespaced) for s in _values(self._namespaced, namespace)]
+        return namespaced + _values(self._cluster, CLUSTER_KEY)
+
     def has_cluster_switches(self) -> bool:
         return bool(_values(self._cluster, CLUSTER_KEY))
 
@@ -96,6 +100,9 @@ class ClusterView:
 
     def deployments_in(self, namespace: str) -> list[DeploymentEntry]:
         return _values(self._deployments, namespace)
+
+    def every_deployment(self) -> list[DeploymentEntry]:
+        return [entry for namespace in list(self._deployments) for entry in self.deployments_in(namespace)]
 
     def deployment(self, namespace: str, name: str) -> DeploymentEntry | None:
         return next((d for d in self.deployments_in(namespace) if d.name == name), None)

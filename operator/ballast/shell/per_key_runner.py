@@ -24,10 +24,11 @@ class PerKeyRunner(Generic[K]):
         self.users: dict[K, int] = {}  # runs of each key waiting for or holding its lock
         self.pending: set[K] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.paused = False
 
     def notify(self, key: K) -> None:
-        """Ask for a run of `key`; coalesces with one already waiting."""
-        if key in self.pending:
+        """Ask for a run of `key`; coalesces with one already waiting; dropped while paused."""
+        if self.paused or key in self.pending:
             return
         self.pending.add(key)
         task = asyncio.get_running_loop().create_task(self._run(key))
@@ -48,6 +49,15 @@ class PerKeyRunner(Generic[K]):
             self.users[key] -= 1
             if not self.users[key]:
                 del self.users[key], self.locks[key]
+
+    async def pause(self) -> None:
+        """Drop every request and cancel every run until `resume()` (a standby acts on nothing)."""
+        self.paused = True
+        await self.stop()
+        self.pending.clear()  # runs cancelled before they started never cleared their key
+
+    def resume(self) -> None:
+        self.paused = False
 
     async def stop(self) -> None:
         """Cancel every run (shutdown: state is in status, the next operator resumes from there)."""
