@@ -90,6 +90,11 @@ class ContractChecks:
         if check is not None:
             check.cancel()
 
+    def forget_all(self) -> None:
+        """Standing by: no check runs, and no verdict of an earlier term survives to judge a window long gone."""
+        for key in {*self.subjects, *self.last_check, *self.verdicts, *self.running}:
+            self.forget(key)
+
     async def stop(self) -> None:
         checks = list(self.running.values())
         for check in checks:
