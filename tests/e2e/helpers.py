@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import ssl
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -72,6 +73,27 @@ def wait_status(
 
     wait_until(holds, timeout, f"{namespace}/{name}: {what}")
     return seen
+
+
+def audited_reads(
+    cluster: Cluster, user: str, namespace: str, since: datetime, until: datetime, name: str | None = None
+) -> int:
+    """Reads (get, list) by `user` in a namespace received between two moments, from the API server's audit log;
+    with `name`, only GETs of that ModelDeployment."""
+    count = 0
+    for line in cluster.audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        target = entry.get("objectRef") or {}
+        if (
+            entry.get("stage") == "ResponseComplete"
+            and entry.get("verb") in (("get",) if name else ("get", "list"))
+            and entry.get("user", {}).get("username") == user
+            and target.get("namespace") == namespace
+            and (name is None or (target.get("resource"), target.get("name")) == ("modeldeployments", name))
+            and since <= datetime.fromisoformat(entry["requestReceivedTimestamp"]) <= until
+        ):
+            count += 1
+    return count
 
 
 def route_weights(cluster: Cluster, namespace: str, route: str, rule: str = "split") -> dict[str, int]:

@@ -13,6 +13,9 @@ import yaml
 from ballast.api.validation import validate_manifest
 from ballast.devstack.cluster import POD_CIDR, Cluster, wait_until
 from ballast.devstack.dataplane import DataPlane
+from ballast.kube.client import ApiError, KubeApi
+from ballast.kube.resources import HTTP_ROUTES
+from ballast.traffic.gateway_api import owned_rule_patch
 from tests.e2e.conftest import OPERATOR_USER, ROOT
 from tests.e2e.helpers import create_raw
 from tests.e2e.manifests import deployment
@@ -105,6 +108,34 @@ def test_the_gateway_api_schema_refuses_bad_weights(cluster: Cluster, namespace:
         bad = cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(_route(namespace, weight)), check=False)
         assert bad.returncode != 0
         assert "spec.rules[0].backendRefs[0].weight" in bad.stderr
+
+
+async def test_a_route_patch_whose_test_no_longer_holds_is_told_apart_as_a_lost_race(
+    cluster: Cluster, namespace: str
+) -> None:
+    """The API server answers a failed JSON-patch `test` with a bare 422; the operator retries it at once."""
+    route = _route(namespace, 90)
+    route["spec"]["rules"][0]["name"] = "split"
+    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(route))
+    api = KubeApi.from_environment(str(cluster.kubeconfig))
+    try:
+        current = await api.get(HTTP_ROUTES, namespace, "route")
+        assert current is not None
+        fresh = owned_rule_patch(current, "split", [{"name": "stable", "port": 8000, "weight": 80}])
+        current["metadata"]["resourceVersion"] = str(int(current["metadata"]["resourceVersion"]) - 1)
+        stale = owned_rule_patch(current, "split", [{"name": "stable", "port": 8000, "weight": 70}])
+        with pytest.raises(ApiError) as refused:
+            await api.json_patch(HTTP_ROUTES, namespace, "route", stale)
+        assert refused.value.status == 422
+        assert refused.value.lost_race
+        await api.json_patch(HTTP_ROUTES, namespace, "route", fresh)  # the same patch, on fresh state, applies
+        invalid = [{"op": "replace", "path": "/spec/rules/0/backendRefs/0/weight", "value": -1}]
+        with pytest.raises(ApiError) as bad:
+            await api.json_patch(HTTP_ROUTES, namespace, "route", invalid)
+        assert bad.value.status == 422
+        assert not bad.value.lost_race  # an invalid result is not a race: it is not retried at once
+    finally:
+        await api.close()
 
 
 @pytest.mark.parametrize(

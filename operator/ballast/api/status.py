@@ -57,6 +57,11 @@ class Analysis(StatusModel):
     window: str = Field(default="", description="The window measured.")
     verdict: Verdict = Field(description="Overall verdict.")
     objectives: list[ObjectiveResult] = Field(default_factory=list, description="Every objective's result.")
+    step: int | None = Field(
+        default=None, description="The step the check began in (-1: the shadow phase); its verdict counts only there."
+    )
+    canary_weight: int | None = Field(default=None, description="The canary's percent of traffic when it began.")
+    step_started_at: str | None = Field(default=None, description="When that step started (RFC 3339).")
 
 
 class BudgetStatus(StatusModel):

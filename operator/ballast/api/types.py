@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints
@@ -102,16 +103,34 @@ def keyed_list(*, description: str, key: str = "name", max_length: int | None = 
     )
 
 
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_MICROSECONDS = {"ms": Decimal(1_000), "s": Decimal(1_000_000), "m": Decimal(60_000_000), "h": Decimal(3_600_000_000)}
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_WHOLE_UNITS = (("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1))
 
 
 def parse_duration(text: str) -> timedelta:
-    """Read a Go-style duration (`1h30m`, `45s`, `250ms`) as the API server's CEL does."""
+    """Read a Go-style duration (`1h30m`, `1.5m`, `250ms`) as the API server's CEL does, exactly to the microsecond
+    (decimal arithmetic: `0.1s` three times is `0.3s`, as it is to the API server)."""
     if not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(f"{text!r} is not a duration such as 30s, 5m or 1h30m")
-    seconds = sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text))
-    return timedelta(seconds=seconds)
+    microseconds = sum(Decimal(number) * _MICROSECONDS[unit] for number, unit in _DURATION_PART.findall(text))
+    return timedelta(microseconds=int(microseconds))
+
+
+def whole_units(duration: timedelta) -> str:
+    """`duration` in whole hours, minutes, seconds and milliseconds, longest first (`1.5m` -> `1m30s`): the form
+    PromQL and the Gateway API read, neither of which takes fractions.
+
+    A part of a millisecond rounds up, so a window or a timeout is never shorter than written and is `0s` only
+    when written as zero.
+    """
+    remaining = -(-duration // timedelta(microseconds=1) // 1000)  # ceiling division: whole milliseconds
+    parts = []
+    for unit, size in _WHOLE_UNITS:
+        count, remaining = divmod(remaining, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
 
 
 class LabelSelectorRequirement(SpecModel):

@@ -12,6 +12,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.prometheus_url:
         os.environ["BALLAST_PROMETHEUS_URL"] = args.prometheus_url
+    os.environ["BALLAST_PROMETHEUS_TIMEOUT"] = args.prometheus_timeout
 
     import ballast.handlers  # noqa: F401  (registers the handlers)
     from ballast.shell.leader import ElectionConfig, default_identity
@@ -35,6 +36,17 @@ def run(args: argparse.Namespace) -> int:
         memo=kopf.Memo(election=election),
     )
     return 0
+
+
+def _duration(text: str) -> str:
+    from ballast.api.types import parse_duration
+
+    try:
+        if parse_duration(text).total_seconds() > 0:
+            return text
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration such as 10s or 2.5s")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,6 +74,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--prometheus-url",
         default=os.environ.get("BALLAST_PROMETHEUS_URL"),
         help="Prometheus that contract checks query (default: $BALLAST_PROMETHEUS_URL)",
+    )
+    parser.add_argument(
+        "--prometheus-timeout",
+        type=_duration,
+        default=os.environ.get("BALLAST_PROMETHEUS_TIMEOUT", "10s"),
+        help="longest wait for one Prometheus query, connection included (default 10s; a check errs after it)",
     )
     parser.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port")
     parser.add_argument("--metrics-address", default="127.0.0.1", help="metrics bind address (default 127.0.0.1)")

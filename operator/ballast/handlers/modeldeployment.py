@@ -13,10 +13,12 @@ from typing import Any
 import kopf
 
 from ballast.analysis.providers.prometheus import PrometheusProvider
+from ballast.api.types import parse_duration
 from ballast.handlers.indexes import CHILD_INDEX_NAMES, CHILD_LABELS, INDEX_NAMES, REFERENCE_INDEX_NAMES
 from ballast.handlers.leader import election_config, start_election, stop_election
 from ballast.kube.client import KubeApi
 from ballast.kube.resources import HTTP_ROUTES, SERVICES, WRITTEN_KINDS
+from ballast.observability import executor
 from ballast.shell.children import Children
 from ballast.shell.cluster_view import ClusterView
 from ballast.shell.killswitch import KillSwitchDispatcher
@@ -27,21 +29,24 @@ from ballast.workloads.render import DEPLOYMENT_LABEL
 from ballast.workloads.responder_manifests import DEFAULT_IMAGE
 
 PROMETHEUS_URL_VARIABLE = "BALLAST_PROMETHEUS_URL"
+PROMETHEUS_TIMEOUT_VARIABLE = "BALLAST_PROMETHEUS_TIMEOUT"
 RESPONDER_IMAGE_VARIABLE = "BALLAST_RESPONDER_IMAGE"
 
 
 @kopf.on.startup()
 async def start_reconciler(memo: kopf.Memo, **kwargs: Any) -> None:
     # kopf hands every index to startup handlers as a live view, filled before any event handler runs.
+    executor.install(asyncio.get_running_loop())
     view = ClusterView(*(kwargs[name] for name in INDEX_NAMES))
     api = KubeApi.from_environment(user_agent=user_agent(election_config(memo).identity))
     url = os.environ.get(PROMETHEUS_URL_VARIABLE)
+    timeout = parse_duration(os.environ.get(PROMETHEUS_TIMEOUT_VARIABLE) or "10s").total_seconds()
     image = os.environ.get(RESPONDER_IMAGE_VARIABLE) or DEFAULT_IMAGE
     children = Children(*(kwargs[name] for name in CHILD_INDEX_NAMES))
     references = ReferenceView(*(kwargs[name] for name in REFERENCE_INDEX_NAMES))
     reconciler = Reconciler(
         api,
-        PrometheusProvider(url) if url else None,
+        PrometheusProvider(url, timeout) if url else None,
         view=view,
         references=references,
         responder_image=image,

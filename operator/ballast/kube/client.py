@@ -27,6 +27,8 @@ from kubernetes.config import incluster_config
 from ballast.kube.resources import Resource
 
 FIELD_MANAGER = "ballast"
+# The API server's whole answer when a JSON patch cannot be applied, a failed `test` operation among them.
+JSON_PATCH_NOT_APPLICABLE = "the server rejected our request due to an error in our request"
 # Requests in flight at once. Beyond this they wait here, in order, rather than in httpx's connection pool,
 # whose scheduling costs grow with the queue (measured: most of the operator's CPU with 200 queued).
 IN_FLIGHT = 8
@@ -47,6 +49,12 @@ class ApiError(RuntimeError):
     def namespace_terminating(self) -> bool:
         """A write into a namespace being deleted: its ModelDeployments go with it, nothing to retry."""
         return self.status == 403 and "because it is being terminated" in self.message
+
+    @property
+    def lost_race(self) -> bool:
+        """Someone wrote first: a stale resourceVersion (409), or a JSON patch whose `test` of the resourceVersion
+        no longer holds (422; Ballast's guarded patches test it first, so nothing else fails to apply)."""
+        return self.status == 409 or (self.status == 422 and self.message == JSON_PATCH_NOT_APPLICABLE)
 
 
 class TokenFile(httpx.Auth):

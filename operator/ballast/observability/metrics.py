@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
@@ -27,6 +28,14 @@ reconcile_seconds = Histogram(
 leader = Gauge("ballast_leader", "1 while this replica holds the lease and writes; 0 on a standby.")
 reconcile_errors = Counter(
     "ballast_reconcile_errors", "Reconciles that failed and will be retried.", ["namespace", "name"]
+)
+threads = Gauge("ballast_threads", "Live threads of the operator process.")
+threads.set_function(threading.active_count)
+executor_workers = Gauge("ballast_executor_workers", "Threads the event loop's default executor may run at once.")
+executor_running = Gauge("ballast_executor_jobs_running", "Calls running on the default executor's threads now.")
+executor_waiting = Gauge("ballast_executor_jobs_waiting", "Calls waiting for a free executor thread.")
+executor_oldest_job = Gauge(
+    "ballast_executor_oldest_job_seconds", "How long the longest-running call on an executor thread has run."
 )
 
 

@@ -11,9 +11,10 @@ from datetime import datetime
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.status import Analysis, ModelDeploymentStatus, Phase, RevisionStatus, Weights
-from ballast.api.timestamps import format_time, parse_time
+from ballast.api.timestamps import format_due, format_time, parse_time
 from ballast.api.types import parse_duration
 from ballast.rollout import killswitch, refusals
+from ballast.rollout.check_scope import SHADOW_STEP, judged_step, measured_now
 from ballast.rollout.conditions import set_conditions
 from ballast.rollout.context import Context, Decision, Event, set_phase
 from ballast.rollout.observations import Observations
@@ -184,6 +185,8 @@ def _progress_canary(ctx: Context) -> None:
     if not seen.available:
         if ctx.now - since >= deadline:
             _rollback(ctx, "ProgressDeadlineExceeded", f"canary not Available within {spec.rollout.progress_deadline}")
+        else:
+            _held_past_deadline(ctx)  # a canary held on its checks that then stops being Available: still bounded
         return
     steps = spec.rollout.effective_steps()
     judged = s.mirror_revision is not None or s.current_step is not None
@@ -225,12 +228,11 @@ def _progress_canary(ctx: Context) -> None:
         _promote(ctx)
 
 
-SHADOW_STEP = -1
 _SIGNIFICANT = 2  # digits: noise below this does not rewrite status
 
 
 def _digest(analysis: Analysis | None) -> object:
-    """What a person reads of a check: verdicts and values to two significant digits."""
+    """What a person reads of a check: what it measured, verdicts and values to two significant digits."""
     if analysis is None:
         return None
 
@@ -239,20 +241,26 @@ def _digest(analysis: Analysis | None) -> object:
 
     return (
         analysis.revision,
+        analysis.step,
+        analysis.canary_weight,
         analysis.verdict,
         tuple((o.name, o.verdict, rounded(o.value), rounded(o.stable_value), o.reason) for o in analysis.objectives),
     )
 
 
 def _judge(ctx: Context) -> bool:
-    """Apply a fresh contract check to the canary; True when it rolled the canary back."""
+    """Apply a fresh contract check to the canary; True when it rolled the canary back.
+
+    Only a verdict that measured the canary as it stands counts (`check_scope.py`); without one, a hold that
+    has lasted `inconclusiveDeadline` still rolls back, on time, not at the next verdict.
+    """
     s, spec = ctx.status, ctx.spec
     analysis = ctx.observations.analysis
-    if analysis is None or analysis.revision != s.canary_revision:
-        return False
+    if analysis is None or not measured_now(analysis, s):
+        return _held_past_deadline(ctx)
     if _digest(analysis) != _digest(s.last_analysis):
         s.last_analysis = analysis
-    step = SHADOW_STEP if s.current_step is None else s.current_step
+    step = judged_step(s)
     values = {o.name: o.value for o in analysis.objectives if o.value is not None}
     if analysis.verdict == "Passed":
         s.inconclusive_since = None
@@ -284,16 +292,25 @@ def _judge(ctx: Context) -> bool:
             revision=s.canary_revision, step=step, warning=True, values=values,
         )  # fmt: skip
     s.inconclusive_checks += 1
-    reason = "AnalysisInconclusive" if analysis.verdict == "Inconclusive" else "MetricsUnavailable"
     limit = spec.rollout.inconclusive_limit
     if limit is not None and s.inconclusive_checks > limit:
+        reason = "AnalysisInconclusive" if analysis.verdict == "Inconclusive" else "MetricsUnavailable"
         _rollback(ctx, reason, f"{s.inconclusive_checks} inconclusive checks in a row > inconclusiveLimit {limit}")
         return True
-    held = ctx.now - parse_time(s.inconclusive_since)
-    if held >= parse_duration(spec.rollout.inconclusive_deadline):
-        _rollback(ctx, reason, f"no conclusive check for {spec.rollout.inconclusive_deadline}")
-        return True
-    return False
+    return _held_past_deadline(ctx)
+
+
+def _held_past_deadline(ctx: Context) -> bool:
+    """Roll back a canary whose checks have been inconclusive (or failing to run) for `inconclusiveDeadline`."""
+    s, spec = ctx.status, ctx.spec
+    if s.inconclusive_since is None:
+        return False
+    if ctx.now - parse_time(s.inconclusive_since) < parse_duration(spec.rollout.inconclusive_deadline):
+        return False
+    unavailable = s.last_analysis is not None and s.last_analysis.verdict == "Error"
+    reason = "MetricsUnavailable" if unavailable else "AnalysisInconclusive"
+    _rollback(ctx, reason, f"no conclusive check for {spec.rollout.inconclusive_deadline}")
+    return True
 
 
 def _shadowing(ctx: Context, since: datetime) -> bool:
@@ -432,14 +449,16 @@ def _next_due(ctx: Context) -> str | None:
     if s.canary_revision and s.phase in ("Progressing", "Promoting") and s.step_started_at and not frozen:
         started = parse_time(s.step_started_at)
         if s.current_step is None and s.mirror_revision is not None and spec.rollout.shadow is not None:
-            due.append(started + parse_duration(spec.rollout.shadow.duration))
+            waited = [started + parse_duration(spec.rollout.shadow.duration)]
         elif s.current_step is None:
-            due.append(started + parse_duration(spec.rollout.progress_deadline))
+            waited = [started + parse_duration(spec.rollout.progress_deadline)]
         else:
             step = spec.rollout.effective_steps()[s.current_step]
-            if not step.approval:
-                due.append(started + parse_duration(step.pause or spec.rollout.interval))
+            waited = [] if step.approval else [started + parse_duration(step.pause or spec.rollout.interval)]
+        # A wait that is over leaves the step waiting on a check or a person, whose answer wakes it: a time
+        # already past would wake it every tick for nothing.
+        due.extend(moment for moment in waited if moment >= ctx.now)
     if s.canary_revision and s.inconclusive_since and s.phase in ("Progressing", "Promoting", "Paused") and not frozen:
         due.append(parse_time(s.inconclusive_since) + parse_duration(spec.rollout.inconclusive_deadline))
     due.extend(parse_time(r.retire_at) for r in s.revisions if r.retire_at and not _serving_as_fallback(ctx, r.name))
-    return format_time(min(due)) if due else None
+    return format_due(min(due)) if due else None

@@ -43,10 +43,7 @@ class Leadership:
     async def stand_by(self) -> None:
         """Act on nothing: no reconcile, no contract check, no switch status; the indexes stay warm."""
         metrics.leader.set(0)
-        checks = self.reconciler.checks
-        checks.cancel_all()
-        for key in {*checks.verdicts, *checks.last_check}:
-            checks.forget(key)  # a verdict kept from an earlier term would judge a window long gone
+        self.reconciler.checks.forget_all()
         await self.reconciler.runner.pause()
         await self.dispatcher.runner.pause()
 

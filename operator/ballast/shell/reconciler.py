@@ -3,7 +3,9 @@
 Event handlers and the tick only call `notify()`; reconciles of one object never overlap, events
 that arrive during a reconcile coalesce into one more, and due times kept in status drive the tick.
 Contract checks run beside the reconcile (`contract_checks.py`), never inside it, so a slow
-Prometheus never delays a kill switch: a finished check asks for a reconcile, which reads its verdict.
+Prometheus never delays a kill switch: the tick starts due checks, and a finished check asks for a
+reconcile, which reads its verdict. Someone writing first (a 409 on the status, a failed `test` in
+a route's JSON patch) is a lost race: decided again at once, on fresh state, with nothing dropped.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ Manifest = dict[str, Any]
 
 RETRY_AFTER_ERROR = timedelta(seconds=5)
 RETRY_REFUSED = timedelta(seconds=15)
+# Lost races retried at once, in a row, before a key waits like any failure (a race lost every time is a bug).
+IMMEDIATE_RETRIES = 5
 
 
 class Reconciler:
@@ -68,6 +72,7 @@ class Reconciler:
         self.runner: PerKeyRunner[Key] = PerKeyRunner(self._reconcile_timed, self._failed)
         self.checks = ContractChecks(provider, self.notify)
         self.due: dict[Key, datetime] = {}
+        self.races: dict[Key, int] = {}  # lost races in a row, per key
         self.written: dict[Key, str] = {}  # the resourceVersion of the last status this reconciler wrote
         # Which deployments route to a Service or read grants of a namespace: their events reconcile them.
         self.fallback_services: dict[Key, set[Key]] = {}
@@ -95,14 +100,15 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         self.due.pop(key, None)
+        self.races.pop(key, None)
         self.checks.forget(key)
         self.written.pop(key, None)
         self._watch_references(key, set(), set())
         metrics.forget(namespace, name)
 
     async def stop(self) -> None:
-        self.checks.cancel_all()
         await self.runner.stop()
+        await self.checks.stop()
 
     def service_changed(self, namespace: str, name: str, child_of: str | None = None) -> None:
         """A Service a deployment routes to as a fallback, or one that may hold another's child's name, changed
@@ -121,6 +127,7 @@ class Reconciler:
         while True:
             await asyncio.sleep(period)
             now = self.clock()
+            self.checks.start_due(now)
             for key, due in list(self.due.items()):
                 if due <= now:
                     self.due.pop(key, None)
@@ -130,13 +137,17 @@ class Reconciler:
         started = time.monotonic()
         try:
             await self.reconcile(*key)
+            self.races.pop(key, None)
         except ApiError as error:
             if error.namespace_terminating:
                 log.debug("%s/%s: its namespace is being deleted; not retrying", *key)
                 return
-            if error.status != 409:
+            races = self.races.get(key, 0) + 1
+            if not error.lost_race or races > IMMEDIATE_RETRIES:
+                self.races.pop(key, None)
                 raise
-            self.notify(*key)  # someone wrote in between: decide again on fresh state
+            self.races[key] = races
+            self.notify(*key)  # someone wrote in between: decide again, at once, on fresh state
         finally:
             metrics.reconcile_seconds.observe(time.monotonic() - started)
 
@@ -149,15 +160,11 @@ class Reconciler:
         _reindex(self.fallback_services, key, services)
         _reindex(self.grant_namespaces, key, namespaces)
 
-    def _schedule(
-        self, key: Key, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime, refused: bool
-    ) -> None:
+    def _schedule(self, key: Key, status: ModelDeploymentStatus, now: datetime, refused: bool) -> None:
+        """Wake at the core's next due time; checks start from the tick, and their verdicts wake it themselves."""
         due = [parse_time(status.next_check_at)] if status.next_check_at else []
         if refused:  # objects of a child's name, or a route, that are not Ballast's: look again while they last
             due.append(now + RETRY_REFUSED)
-        check = self.checks.next_due(key, spec, status, now)
-        if check is not None:
-            due.append(check)
         if due:
             self.due[key] = min(due)
         else:
@@ -174,6 +181,7 @@ class Reconciler:
         try:
             spec = ModelDeploymentSpec.model_validate(md["spec"])
         except ValidationError as error:
+            self.checks.forget((namespace, name))
             await self._report_invalid(md, status, error)
             return
         key = (namespace, name)
@@ -182,8 +190,8 @@ class Reconciler:
         self._watch_references(key, services, {ns for ns, _ in services if ns != namespace})
         desired = revision_hash(md["spec"])
         now = self.clock()
-        analysis = self.checks.verdict_if_due(key, spec, status, now)
-        seen = await observe(self.api, self.view, self.references, md, spec, status, desired, children, analysis)
+        verdict = self.checks.verdict(key)
+        seen = await observe(self.api, self.view, self.references, md, spec, status, desired, children, verdict)
         observations = seen.observations
         decision = decide(spec, desired, md["metadata"].get("generation", 1), status, observations, now)
 
@@ -193,6 +201,8 @@ class Reconciler:
                 md["metadata"]["resourceVersion"],
             )  # fmt: skip
             self.written[key] = md["metadata"]["resourceVersion"]
+        self.checks.written(key, verdict)  # only now: a conflict above retries with the verdict
+        self.checks.track(key, spec, decision.status, now)
         # Events go out beside the act step: a person reads them, traffic must not wait for them.
         events = asyncio.create_task(post_events(self.api, md, decision.events, now))
         try:
@@ -217,7 +227,7 @@ class Reconciler:
         finally:
             await events
         refused = bool(observations.conflicts) or observations.route_refused is not None
-        self._schedule(key, spec, decision.status, now, refused)
+        self._schedule(key, decision.status, now, refused)
 
     async def _report_invalid(self, md: Manifest, status: ModelDeploymentStatus, error: ValidationError) -> None:
         """A spec the models refuse (for example after an operator downgrade) never touches traffic."""
