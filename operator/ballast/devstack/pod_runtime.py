@@ -61,9 +61,13 @@ def command_line(command: list[str], args: list[str], image: str, env: Mapping[s
     return [expand(part, env) for part in entry + rest]
 
 
+def runs_ballast(line: list[str]) -> bool:
+    return line[:1] == ["ballast"]
+
+
 def ballast_program(line: list[str], address: str) -> list[str] | None:
     """This checkout's Ballast for a `ballast ...` command line, bound to the pod's address; None for others."""
-    if line[:1] != ["ballast"]:
+    if not runs_ballast(line):
         return None
     arguments = [part.replace(ALL_INTERFACES, address) for part in line[1:]]
     if arguments[:1] == ["responder"] and not any(a == "--host" or a.startswith("--host=") for a in arguments):
@@ -152,3 +156,29 @@ class ProbeState:
     @property
     def failed(self) -> bool:
         return self.failures >= self.probe.failure_threshold
+
+
+@dataclass(frozen=True)
+class ProbeVerdict:
+    ready: bool | None = None  # None: as it was
+    restart: str = ""  # the probe whose failures restart the container
+
+
+def run_probes(states: Mapping[str, ProbeState], address: str, started: float, now: float) -> ProbeVerdict:
+    """The due probes of a running container, as the kubelet runs them: nothing else until the startup probe
+    passes; a failed startup or liveness probe restarts the container; the readiness probe decides Ready, and
+    without one a started container is Ready."""
+    for kind in ("startup", "liveness", "readiness"):
+        state = states.get(kind)
+        if state is None or (kind == "startup" and state.passed):
+            continue
+        if state.due(now, started):
+            state.record(now, state.probe.succeeds(address))
+        if kind != "readiness" and state.failed:
+            return ProbeVerdict(restart=kind)
+        if kind == "startup" and not state.passed:
+            return ProbeVerdict()
+    readiness = states.get("readiness")
+    if readiness is None:
+        return ProbeVerdict(ready=True)
+    return ProbeVerdict(ready=True if readiness.passed else False if readiness.failed else None)

@@ -3,9 +3,9 @@
 For each running pod with an address and a container port, the first container runs as a process on
 the pod's own address (kwok gives pods addresses in 127.0.0.0/8): Ballast itself for a `ballast`
 command line (the operator the chart deploys, the reject responder), else a model-server simulator
-configured from the container's env and args (`pod_runtime.py`). A container that mounts the
-service-account volume gets its files, with a token of the pod's ServiceAccount bound to the pod, and
-the API server's address in KUBERNETES_SERVICE_HOST/PORT, as in a pod (`token_volume.py`).
+configured from the container's env and args (`pod_runtime.py`). Every container gets the API server's
+address in KUBERNETES_SERVICE_HOST/PORT, and a Ballast container that mounts the service-account
+volume gets its files, with a token of the pod's ServiceAccount bound to the pod (`token_volume.py`).
 
 Readiness follows the container's probes (startup, readiness, liveness; httpGet and tcpSocket) as a
 kubelet runs them; a container without a readiness probe is Ready once its port accepts connections.
@@ -31,7 +31,15 @@ from urllib.parse import urlsplit
 
 from kubernetes import client, config, watch
 
-from ballast.devstack.pod_runtime import Probe, ProbeState, accepts, ballast_program, command_line
+from ballast.devstack.pod_runtime import (
+    Probe,
+    ProbeState,
+    accepts,
+    ballast_program,
+    command_line,
+    run_probes,
+    runs_ballast,
+)
 from ballast.devstack.serviceproxy import Endpoint, ServicePort, ServiceProxy
 from ballast.devstack.token_volume import TokenVolume, VolumeNotReady
 
@@ -99,8 +107,17 @@ def workload_of(pod: Any, volumes: Path | None = None) -> Workload | None:
         container=container.name,
         image=container.image or "",
         probes=_probes(container, named_ports),
-        token=TokenVolume.of(pod, container, volumes) if volumes else None,
+        token=_token_volume(pod, container, env, volumes),
     )
+
+
+def _token_volume(pod: Any, container: Any, env: dict[str, str], volumes: Path | None) -> TokenVolume | None:
+    """The service-account volume of a container that runs Ballast (simulators talk to no API server: a token
+    for every model pod would only add API calls to every pod start)."""
+    if volumes is None or not runs_ballast(command_line(container.command or [], container.args or [],
+                                                        container.image or "", env)):  # fmt: skip
+        return None
+    return TokenVolume.of(pod, container, volumes)
 
 
 def _field_env(pod: Any, container: Any) -> dict[str, str]:
@@ -340,30 +357,13 @@ class Supervisor:
                     self._set_ready(workload, True)
 
     def _probe(self, workload: Workload) -> None:
-        """Run the container's due probes as the kubelet does: nothing else until the startup probe passes; a
-        failed startup or liveness probe restarts the container; readiness decides Ready (without a readiness
-        probe, Ready once started)."""
-        now, states = time.monotonic(), workload.states
-        for kind in ("startup", "liveness", "readiness"):
-            state = states.get(kind)
-            if state is None or (kind == "liveness" and "startup" in states and not states["startup"].passed):
-                continue
-            if kind == "startup" and state.passed:
-                continue
-            if state.due(now, workload.started_at):
-                state.record(now, state.probe.succeeds(workload.address))
-            if kind != "readiness" and state.failed and workload.process is not None:
-                log.info("%s probe of %s/%s failed %d times: restarting", kind, workload.namespace, workload.name,
-                         state.failures)  # fmt: skip
-                workload.process.terminate()
-                return
-            if kind == "startup" and not state.passed:
-                return
-        readiness = states.get("readiness")
-        ready = readiness.passed if readiness else True
-        if readiness is None or readiness.passed or readiness.failed:
-            workload.listening = ready
-            self._set_ready(workload, ready)
+        verdict = run_probes(workload.states, workload.address, workload.started_at, time.monotonic())
+        if verdict.restart and workload.process is not None:
+            log.info("%s probe of %s/%s failed: restarting", verdict.restart, workload.namespace, workload.name)
+            workload.process.terminate()
+        elif verdict.ready is not None:
+            workload.listening = verdict.ready
+            self._set_ready(workload, verdict.ready)
 
     def watch(self, list_all: Callable[..., Any], on_event: Callable[[str, Any], None]) -> None:
         """List, then watch from that resourceVersion; list again when the window expires (410)."""
