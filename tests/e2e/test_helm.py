@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from ballast.devstack.binaries import Binaries
 from ballast.devstack.cluster import SLOT, AddressRanges, Cluster, wait_until
@@ -30,7 +29,8 @@ from tests.e2e.helpers import route_weights, send, status, wait_status
 from tests.examples import EXAMPLES
 
 RELEASE, NAMESPACE = "ballast", "ballast-system"
-MODELS = "assistants"
+EXAMPLE = EXAMPLES / "modeldeployment-simulated.yaml"  # the README's example for a cluster of one's own
+MODELS, MODEL, HOST = "assistants", "simulated", "simulated.example.com"
 OPERATOR_USER = f"system:serviceaccount:{NAMESPACE}:{RELEASE}"
 # A replica stopped by the rolling update releases the Lease; a standby takes it at its next check.
 HANDOVER = LeaseTimings().retry_period
@@ -106,15 +106,6 @@ def columns(cluster: Cluster) -> list[str]:
     return [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
 
 
-def example(name: str) -> dict[str, Any]:
-    """crds/examples/modeldeployment-minimal.yaml, with a `reject` fallback for the kill switch."""
-    manifest: dict[str, Any] = yaml.safe_load((EXAMPLES / "modeldeployment-minimal.yaml").read_text())
-    manifest["metadata"] = {"name": name, "namespace": MODELS}
-    manifest["spec"]["traffic"]["hostnames"] = [f"{name}.example.com"]
-    manifest["spec"]["fallbacks"] = [{"name": "sorry", "reject": {"message": "paused"}}]
-    return manifest
-
-
 def restricted_namespace(cluster: Cluster, name: str) -> None:
     labels = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")}
     cluster.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}])
@@ -156,19 +147,19 @@ def test_helm_install_upgrade_and_uninstall_keep_model_deployments_and_their_tra
     wait_until(lambda: {n: role(p) for n, p in roles.items()} == {n: "leader" if n == leader else "standby"
                for n in names}, PROBE_REFRESH, "one leader and one standby on the pods' health endpoints")  # fmt: skip
 
-    # An example, reconciled end to end by the chart's operator, on real traffic through the Gateway.
-    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(example("minimal")))
-    stable = wait_status(cluster, MODELS, "minimal", "Stable", lambda s: s.get("phase") == "Stable", 90)
+    # The example for clusters of one's own, reconciled end to end by the chart's operator on real traffic.
+    cluster.kubectl("apply", "-f", str(EXAMPLE))
+    stable = wait_status(cluster, MODELS, MODEL, "Stable", lambda s: s.get("phase") == "Stable", 90)
     revision = stable["stableRevision"]
-    host = "minimal.example.com"
-    wait_until(lambda: send(plane, host, 20).share(f"minimal-{revision}-") == 1.0, 30, "users served by the model")
+    served = f"{MODEL}-{revision}-"
+    wait_until(lambda: send(plane, HOST, 20).share(served) == 1.0, 30, "users served by the model")
     deployments = {d["metadata"]["name"]: d["metadata"]["uid"] for d in get(cluster, "deploy", "-n", MODELS)["items"]}
     # The operator wrote as the chart's ServiceAccount, with tokens bound to its pods (the audit log names them).
     assert leader in pod_identities(cluster, audit_start)
     assert pod_identities(cluster, audit_start) <= names
 
     # Upgrade to this chart with a changed value, under steady load; a KillSwitch is created mid-upgrade.
-    load = Background(f"{plane.gateway_url}/v1/chat/completions", rate=40, host=host, max_seconds=240)
+    load = Background(f"{plane.gateway_url}/v1/chat/completions", rate=40, host=HOST, max_seconds=240)
     upgrade = helm.start("upgrade", RELEASE, str(CHART), f"--namespace={NAMESPACE}", "--reuse-values", "--wait",
                          "--timeout=3m", "--set=operator.logJson=false")  # fmt: skip
     try:
@@ -177,11 +168,11 @@ def test_helm_install_upgrade_and_uninstall_keep_model_deployments_and_their_tra
                    "the rolling update to stop the leading replica", interval=0.05)  # fmt: skip
         switch = {"apiVersion": "ballast.dev/v1alpha1", "kind": "KillSwitch",
                   "metadata": {"name": "during-upgrade", "namespace": MODELS},
-                  "spec": {"modelDeployments": ["minimal"], "reason": "switched while helm upgrades"}}  # fmt: skip
+                  "spec": {"modelDeployments": [MODEL], "reason": "switched while helm upgrades"}}  # fmt: skip
         switched_at = time.monotonic()
         cluster.kubectl("apply", "-f", "-", stdin=json.dumps(switch))
         bound = HANDOVER + ONE_RECONCILE
-        wait_until(lambda: route_weights(cluster, MODELS, "minimal") == {"minimal-reject": 100}, 30, "the switch")
+        wait_until(lambda: route_weights(cluster, MODELS, MODEL) == {f"{MODEL}-reject": 100}, 30, "the switch")
         took = time.monotonic() - switched_at
         _, errors = upgrade.communicate(timeout=240)
         assert upgrade.returncode == 0, errors
@@ -203,14 +194,14 @@ def test_helm_install_upgrade_and_uninstall_keep_model_deployments_and_their_tra
     print(f"load through the upgrade: {report.summary()}")
     assert report.transport_errors == 0
     assert set(report.by_status) <= {200, 503}
-    assert all(b.startswith(("minimal-reject-", f"minimal-{revision}-")) for b in report.by_backend)
+    assert all(b.startswith((f"{MODEL}-reject-", served)) for b in report.by_backend)
 
     # The switch released: users are back on the same revision, whose workloads the upgrade never touched.
     cluster.kubectl("delete", "killswitch", "during-upgrade", "-n", MODELS)
-    wait_until(lambda: send(plane, host, 20).share(f"minimal-{revision}-") == 1.0, 30, "users back on the model")
-    assert status(cluster, MODELS, "minimal")["stableRevision"] == revision
+    wait_until(lambda: send(plane, HOST, 20).share(served) == 1.0, 30, "users back on the model")
+    assert status(cluster, MODELS, MODEL)["stableRevision"] == revision
     current = {d["metadata"]["name"]: d["metadata"]["uid"] for d in get(cluster, "deploy", "-n", MODELS)["items"]}
-    assert current[f"minimal-{revision}"] == deployments[f"minimal-{revision}"]
+    assert current[f"{MODEL}-{revision}"] == deployments[f"{MODEL}-{revision}"]
 
     # Uninstall: the operator goes; the CRDs, the ModelDeployment and what serves it stay.
     uninstalled = helm.run("uninstall", RELEASE, f"--namespace={NAMESPACE}", "--wait")
@@ -218,5 +209,5 @@ def test_helm_install_upgrade_and_uninstall_keep_model_deployments_and_their_tra
     assert cluster.kubectl("get", "deploy", RELEASE, "-n", NAMESPACE, check=False).returncode != 0
     for crd in ("modeldeployments.ballast.dev", "killswitches.ballast.dev", "clusterkillswitches.ballast.dev"):
         assert cluster.kubectl("get", "crd", crd, check=False).returncode == 0, crd
-    assert status(cluster, MODELS, "minimal")["stableRevision"] == revision
-    assert send(plane, host, 20).share(f"minimal-{revision}-") == 1.0
+    assert status(cluster, MODELS, MODEL)["stableRevision"] == revision
+    assert send(plane, HOST, 20).share(served) == 1.0
