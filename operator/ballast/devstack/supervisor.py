@@ -8,7 +8,8 @@ address in KUBERNETES_SERVICE_HOST/PORT, and a Ballast container that mounts the
 volume gets its files, with a token of the pod's ServiceAccount bound to the pod (`token_volume.py`).
 
 Readiness follows the container's probes (startup, readiness, liveness; httpGet and tcpSocket) as a
-kubelet runs them; a container without a readiness probe is Ready once its port accepts connections.
+kubelet runs them, from the moment the process first accepts a connection on its port; a container
+without a readiness probe is Ready once its port accepts connections.
 Deleting the pod stops its process (SIGTERM). A process that exits, or fails its liveness probe,
 shows as a not-ready pod with a growing restart count, and is restarted with exponential backoff.
 """
@@ -70,6 +71,7 @@ class Workload:
     token: TokenVolume | None = None
     states: dict[str, ProbeState] = field(default_factory=dict)  # of the running process
     started_at: float = 0.0
+    reached: bool = False  # the running process's port has accepted a connection
 
 
 def _probes(container: Any, named_ports: dict[str, int]) -> dict[str, Probe]:
@@ -336,7 +338,7 @@ class Supervisor:
                 backoff = min(BACKOFF_START * 2 ** (workload.restarts - 1), BACKOFF_CAP)
                 workload.next_start = time.monotonic() + backoff
                 workload.process = None
-                workload.listening = False
+                workload.listening = workload.reached = False
                 log.info("%s/%s exited (%s); restart %d in %.0fs",
                          workload.namespace, workload.name, process.returncode, workload.restarts, backoff)  # fmt: skip
                 self._set_ready(workload, False, exit_code=process.returncode)
@@ -348,7 +350,11 @@ class Supervisor:
                 if workload.token is not None and workload.token.due():
                     self._mount(workload)
                 if workload.probes:
-                    self._probe(workload)
+                    # Probes start once the process listens: a process starts here in about a second, and a
+                    # first probe before that would hold a pod NotReady for a whole period (5 s, say).
+                    workload.reached = workload.reached or accepts(workload.address, workload.port)
+                    if workload.reached:
+                        self._probe(workload)
                 elif not workload.listening:
                     workload.listening = accepts(workload.address, workload.port)
                 elif workload.ready is not True:
