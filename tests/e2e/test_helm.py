@@ -133,8 +133,9 @@ def test_helm_install_upgrade_and_uninstall_keep_model_deployments_and_their_tra
 
     # Install an earlier chart version into a namespace that enforces Pod Security `restricted`.
     started = time.monotonic()
-    helm.run("install", RELEASE, str(older_chart(tmp_path)), f"--namespace={NAMESPACE}", "--wait", "--timeout=3m",
-             f"--set=operator.prometheusUrl={plane.prometheus_url}")  # fmt: skip
+    installed = helm.run("install", RELEASE, str(older_chart(tmp_path)), f"--namespace={NAMESPACE}", "--wait",
+                         "--timeout=3m", f"--set=operator.prometheusUrl={plane.prometheus_url}")  # fmt: skip
+    assert f"kubectl -n {NAMESPACE} get lease ballast-operator" in installed.stdout  # the chart's NOTES
     pods = operator_pods(cluster)
     print(f"helm install --wait: {len(pods)} operator pods Ready {time.monotonic() - started:.1f}s after the command")
     assert len(pods) == 2
