@@ -14,6 +14,7 @@ binds its pod's address instead, so replicas on the same port do not collide.
 from __future__ import annotations
 
 import re
+import socket
 import sys
 import urllib.error
 import urllib.request
@@ -124,8 +125,6 @@ class Probe:
 
 def accepts(address: str, port: int, timeout: float = 0.2) -> bool:
     """Whether something listens on address:port."""
-    import socket
-
     try:
         with socket.create_connection((address, port), timeout=timeout):
             return True
