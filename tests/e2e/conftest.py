@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ballast.devstack.binaries import BuildError, ensure_all
+from ballast.devstack.binaries import Binaries, BuildError, ensure_all
 from ballast.devstack.cluster import Cluster
 from ballast.devstack.dataplane import DataPlane
 from ballast.devstack.operator_process import Operator
@@ -26,13 +26,18 @@ SKIP_VARIABLE = "BALLAST_SKIP_E2E"
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def binaries() -> Binaries:
+    """The local stack's binaries (kube-apiserver, helm, ...), built once into the cache."""
     if os.environ.get(SKIP_VARIABLE) == "1":
         pytest.skip(f"{SKIP_VARIABLE}=1: the e2e tests were opted out")
     try:
-        binaries = ensure_all(progress=lambda line: print(line, file=sys.stderr))
+        return ensure_all(progress=lambda line: print(line, file=sys.stderr))
     except BuildError as error:
         pytest.fail(f"cannot obtain the control plane binaries (set {SKIP_VARIABLE}=1 to opt out): {error}")
+
+
+@pytest.fixture(scope="session")
+def cluster(binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     control_plane = Cluster(binaries, tmp_path_factory.mktemp("control-plane"))
     control_plane.start()
     yield control_plane

@@ -1,4 +1,4 @@
-"""No escalation through Ballast: a ValidatingAdmissionPolicy that sees who asks.
+"""ValidatingAdmissionPolicies that see who asks: no escalation through Ballast, and trusted approvals.
 
 Ballast creates, for each ModelDeployment, what its requester asked for but with the operator's
 rights: a Deployment per revision (running the pod template, with any ServiceAccount of the
@@ -8,6 +8,9 @@ that namespace, asking the API server's authorizer (CEL `authorizer`) as that re
 who may create Deployments may already run any pod template and use any ServiceAccount of the
 namespace, so this closes the ServiceAccount and pod-template escalation in general; privileged
 pod settings stay with Pod Security Admission.
+
+Trusted approvals: promoting a canary is an annotation, which anyone who may patch the ModelDeployment
+could set; the second policy asks for a custom RBAC verb, `approve`, so approving is a role of its own.
 
 `ballast crds` writes the manifests to charts/ballast/files/admission-policy.yaml; the local
 stack installs them beside the CRDs.
@@ -83,12 +86,26 @@ NEEDED = (
 )
 
 
-def policy_manifests() -> list[dict[str, Any]]:
-    labels = {"app.kubernetes.io/part-of": "ballast"}
-    policy = {
+APPROVALS_POLICY_NAME = "ballast-trusted-approvals"
+APPROVE_VERB = "approve"
+PROMOTE_ANNOTATION = "ballast.dev/promote"
+_LABELS = {"app.kubernetes.io/part-of": "ballast"}
+
+
+def _annotation(obj: str) -> str:
+    """A CEL expression: the promote annotation of `obj` (object or oldObject), or '' when it has none."""
+    annotations = f"{obj}.metadata.annotations"
+    return (
+        f"(has({annotations}) && '{PROMOTE_ANNOTATION}' in {annotations} ? {annotations}['{PROMOTE_ANNOTATION}'] : '')"
+    )
+
+
+def _policy(name: str, condition: dict[str, str], validations: list[dict[str, str]]) -> dict[str, Any]:
+    """A policy on ModelDeployments (create and update) that judges only what `condition` selects."""
+    return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": POLICY_NAME, "labels": labels},
+        "metadata": {"name": name, "labels": _LABELS},
         "spec": {
             "failurePolicy": "Fail",
             "matchConstraints": {
@@ -101,22 +118,63 @@ def policy_manifests() -> list[dict[str, Any]]:
                     }
                 ]
             },
-            # Status writes, labels and finalizers change nothing Ballast creates: only a new spec is judged.
-            "matchConditions": [
-                {"name": "spec-set-or-changed", "expression": "oldObject == null || object.spec != oldObject.spec"}
-            ],
-            "validations": [
-                {"expression": n.expression(), "messageExpression": n.message(), "reason": "Forbidden"} for n in NEEDED
-            ],
+            "matchConditions": [condition],
+            "validations": validations,
         },
     }
-    binding = {
+
+
+def _binding(name: str) -> dict[str, Any]:
+    return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": POLICY_NAME, "labels": labels},
-        "spec": {"policyName": POLICY_NAME, "validationActions": ["Deny"]},
+        "metadata": {"name": name, "labels": _LABELS},
+        "spec": {"policyName": name, "validationActions": ["Deny"]},
     }
-    return [policy, binding]
+
+
+def no_escalation_policy() -> dict[str, Any]:
+    # Status writes, labels and finalizers change nothing Ballast creates: only a new spec is judged.
+    return _policy(
+        POLICY_NAME,
+        {"name": "spec-set-or-changed", "expression": "oldObject == null || object.spec != oldObject.spec"},
+        [{"expression": n.expression(), "messageExpression": n.message(), "reason": "Forbidden"} for n in NEEDED],
+    )
+
+
+def trusted_approvals_policy() -> dict[str, Any]:
+    """Who may promote: setting or changing `ballast.dev/promote` (approving a manual step, or leaving any step
+    early) needs the `approve` verb on that ModelDeployment, which RBAC grants apart from `patch`.
+
+    An annotation rides on `patch`, which every editor of the namespace has; the custom verb lets a team
+    separate who changes a model from who lets users reach it. Removing the annotation promotes nothing.
+    """
+    check = (
+        f"authorizer.group('{GROUP}').resource('modeldeployments').namespace(object.metadata.namespace)"
+        f".name(object.metadata.name).check('{APPROVE_VERB}').allowed()"
+    )
+    message = (
+        f"request.userInfo.username + ' may not approve ModelDeployment ' + object.metadata.namespace + '/'"
+        f" + object.metadata.name + ': setting {PROMOTE_ANNOTATION} needs the {APPROVE_VERB} verb on"
+        f" modeldeployments.{GROUP} (the chart role ballast-approver grants it, and so does admin)'"
+    )
+    changed = (
+        f"{_annotation('object')} != '' && (oldObject == null || {_annotation('oldObject')} != {_annotation('object')})"
+    )
+    return _policy(
+        APPROVALS_POLICY_NAME,
+        {"name": "promote-set-or-changed", "expression": changed},
+        [{"expression": check, "messageExpression": message, "reason": "Forbidden"}],
+    )
+
+
+def policy_manifests() -> list[dict[str, Any]]:
+    return [
+        no_escalation_policy(),
+        _binding(POLICY_NAME),
+        trusted_approvals_policy(),
+        _binding(APPROVALS_POLICY_NAME),
+    ]
 
 
 def render_policy() -> str:

@@ -50,7 +50,13 @@ def _duration(text: str) -> str:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("run", help="run the operator (kopf; of several replicas, the Lease holder acts)")
+    parser = sub.add_parser(
+        "run",
+        help="run the operator (kopf; of several replicas, the Lease holder acts)",
+        epilog="Credentials: in a pod, its service account (KUBERNETES_SERVICE_HOST and the token in"
+        " /var/run/secrets/kubernetes.io/serviceaccount, or the folder BALLAST_SERVICE_ACCOUNT_DIR names);"
+        " elsewhere the kubeconfig (KUBECONFIG or ~/.kube/config).",
+    )
     parser.add_argument(
         "-n", "--namespace", action="append", help="watch only this namespace (repeatable; default: all)"
     )

@@ -37,6 +37,14 @@ Object = dict[str, Any]
 # creates the object when it is absent and is a 409 when any object of that name exists (kubectl-tested on the
 # local API server: the apply creates, and a second one is refused).
 CREATE_ONLY = str(2**63 - 1)
+# Where the pod's service-account volume is: the kubelet mounts it at the standard path; the local stack, which
+# runs pods as processes on one file system, puts each pod's elsewhere and names it here.
+SERVICE_ACCOUNT_DIR_VARIABLE = "BALLAST_SERVICE_ACCOUNT_DIR"
+
+
+def service_account_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """The folder holding the pod's service-account `token`, `ca.crt` and `namespace`."""
+    return Path(environ.get(SERVICE_ACCOUNT_DIR_VARIABLE) or Path(incluster_config.SERVICE_TOKEN_FILENAME).parent)
 
 
 class ApiError(RuntimeError):
@@ -85,6 +93,22 @@ class TokenFile(httpx.Auth):
         if response.status_code == 401 and self.current(again=True) != sent:
             request.headers["Authorization"] = f"Bearer {self.token}"
             yield request
+
+
+def in_cluster_configuration(
+    token_file: str | None = None, ca_file: str | None = None, environ: Mapping[str, str] = os.environ
+) -> Any:
+    """The pod's service account: the API server from KUBERNETES_SERVICE_HOST/PORT, its CA and the token file
+    (default: in `service_account_dir()`). ConfigException when not in a pod."""
+    folder = service_account_dir(environ)
+    configuration = k8s_client.Configuration()
+    loader = incluster_config.InClusterConfigLoader(  # type: ignore[no-untyped-call]
+        token_filename=token_file or str(folder / "token"),
+        cert_filename=ca_file or str(folder / "ca.crt"),
+        environ=environ,
+    )
+    loader.load_and_set(configuration)  # type: ignore[no-untyped-call]
+    return configuration
 
 
 def _client_from_configuration(
@@ -150,20 +174,17 @@ class KubeApi:
     @classmethod
     def in_cluster(
         cls,
-        token_file: str = incluster_config.SERVICE_TOKEN_FILENAME,
-        ca_file: str = incluster_config.SERVICE_CERT_FILENAME,
+        token_file: str | None = None,
+        ca_file: str | None = None,
         environ: Mapping[str, str] = os.environ,
         timeout: float = 30.0,
         user_agent: str | None = None,
     ) -> KubeApi:
-        """The pod's service account: the API server from KUBERNETES_SERVICE_HOST/PORT, its CA, and the token
-        file, read again as the kubelet rotates it (ConfigException when not in a pod)."""
-        configuration = k8s_client.Configuration()
-        loader = incluster_config.InClusterConfigLoader(  # type: ignore[no-untyped-call]
-            token_filename=token_file, cert_filename=ca_file, environ=environ
-        )
-        loader.load_and_set(configuration)  # type: ignore[no-untyped-call]
-        return cls(_client_from_configuration(configuration, timeout, TokenFile(Path(token_file)), user_agent))
+        """The pod's service account (see `in_cluster_configuration`), its token read again as the kubelet
+        rotates it."""
+        configuration = in_cluster_configuration(token_file, ca_file, environ)
+        token = Path(token_file or service_account_dir(environ) / "token")
+        return cls(_client_from_configuration(configuration, timeout, TokenFile(token), user_agent))
 
     async def close(self) -> None:
         await self.http.aclose()
