@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ballast.api.modeldeployment import ModelDeploymentSpec
+from ballast.api.modeldeployment import ModelDeploymentSpec, Reject
 from ballast.rollout.observations import FallbackObservation
 from ballast.shell.observe import observe_fallbacks
 from ballast.traffic.backends import backends_for
 from ballast.traffic.gateway_api import build_http_route
-from ballast.workloads.responder_manifests import responder_deployment
+from ballast.workloads.responder_manifests import responder_deployment, responder_disruption_budget
 from tests.unit.test_killswitch import RULES_OK, switched_spec
 from tests.unit.test_rollout_core import READY, SWITCH, Run, spec
 
@@ -68,8 +68,17 @@ def test_an_engaged_switch_whose_fallbacks_all_fail_holds_users_on_the_last_one(
 
 
 def test_a_reject_responder_runs_two_replicas_behind_a_disruption_budget() -> None:
-    deployment = responder_deployment(MD, switched_spec().fallbacks[2].reject, "img")  # type: ignore[arg-type]
+    reject = switched_spec().fallbacks[2].reject
+    assert reject is not None
+    deployment = responder_deployment(MD, reject, "img")
     assert deployment["spec"]["replicas"] == 2
+    budget = responder_disruption_budget(MD, reject)
+    assert budget is not None
+    assert budget["spec"] == {"minAvailable": 1, "selector": deployment["spec"]["selector"]}
+    assert budget["metadata"]["name"] == deployment["metadata"]["name"] == "bot-reject"
+    single = Reject(replicas=1)
+    assert responder_deployment(MD, single, "img")["spec"]["replicas"] == 1
+    assert responder_disruption_budget(MD, single) is None  # a budget would make its one pod undrainable
 
 
 def test_a_responder_with_one_ready_pod_of_two_is_usable() -> None:

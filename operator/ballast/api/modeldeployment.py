@@ -440,6 +440,12 @@ class Reject(SpecModel):
     retry_after: int = Field(
         default=30, ge=0, le=86400, description="Seconds in the Retry-After header (0 leaves the header out)."
     )
+    replicas: int = Field(
+        default=2,
+        ge=1,
+        le=20,
+        description="Responder pods; with 2 or more a PodDisruptionBudget keeps one serving through node drains.",
+    )
 
 
 class Fallback(SpecModel):
@@ -464,6 +470,19 @@ class Fallback(SpecModel):
 class KillSwitchPolicy(SpecModel):
     """What happens while a KillSwitch or ClusterKillSwitch selects this deployment."""
 
+    __cel_rules__ = (
+        Rule(
+            "!(has(self.captureTraffic) && self.captureTraffic && has(self.stopPods) && self.stopPods)",
+            "spec.killSwitch: captureTraffic mirrors requests to the model's pods, which stopPods stops; "
+            "choose one",
+        ),
+        Rule(
+            "!has(self.drain) || (has(self.stopPods) && self.stopPods)",
+            "spec.killSwitch.drain applies only with stopPods: true",
+            field_path=".drain",
+        ),
+    )
+
     fallback: DNSLabel | None = Field(
         default=None,
         description="The fallback to try first; then the others in spec.fallbacks order, the first usable wins.",
@@ -472,6 +491,16 @@ class KillSwitchPolicy(SpecModel):
         default=False,
         description="Keep mirroring requests to the stable revision while users get the fallback (needs a Gateway "
         "that supports HTTPRouteRequestMirror; without it users still get the fallback, uncaptured).",
+    )
+    stop_pods: bool = Field(
+        default=False,
+        description="Stop the model's pods (stable and canary scale to zero) once in-flight requests have drained, "
+        "for a model that must not run at all; on release they start again and users return once they serve.",
+    )
+    drain: Duration | None = Field(
+        default=None,
+        description="With stopPods: how long in-flight requests may finish before the pods stop "
+        "(default: traffic.timeouts.request, the longest a request may run through the Gateway).",
     )
 
 

@@ -95,16 +95,21 @@ def observe_fallbacks(
     """Whether each Service and reject fallback could take users now (previousRevision is the core's to judge)."""
     found: dict[str, FallbackObservation] = {}
     responder = responder_name(md["metadata"]["name"])
-    ready = any(
-        d["metadata"]["name"] == responder and RESPONDER_LABEL in d["metadata"].get("labels", {}) and available(d)
-        for d in deployments
+    # Usable while one pod serves: one of two restarting must not move users (or hold a switch).
+    ready = max(
+        (
+            int((d.get("status") or {}).get("readyReplicas", 0))
+            for d in deployments
+            if d["metadata"]["name"] == responder and RESPONDER_LABEL in d["metadata"].get("labels", {})
+        ),
+        default=0,
     )
     for fallback in spec.fallbacks:
         service = fallback_service(md, fallback)
         if service is not None:
             problem = _service_problem(view, md, *service)
         elif fallback.reject is not None:
-            problem = "" if ready else f"the responder Deployment {responder} is not Available yet"
+            problem = "" if ready else f"the responder Deployment {responder} has no ready pod"
         else:
             continue
         found[fallback.name] = FallbackObservation(usable=not problem, problem=problem)

@@ -17,7 +17,8 @@ from ballast.workloads.render import DEPLOYMENT_LABEL, MANAGED_BY, owner_referen
 
 
 def backend_refs(spec: ModelDeploymentSpec, backends: Backends) -> list[Manifest]:
-    """Weighted refs; those at weight 0 are left out (unless all are), so a switched route names only its fallback."""
+    """Weighted refs; those at weight 0 are left out, so a switched route names only its fallback, or nothing
+    when a holding switch has none left (a rule without backends: the Gateway answers 503)."""
     refs: list[Manifest] = [{"name": backends.stable, "port": spec.traffic.port, "weight": backends.weights.stable}]
     if backends.canary is not None:
         refs.append({"name": backends.canary, "port": spec.traffic.port, "weight": backends.weights.canary})
@@ -27,7 +28,7 @@ def backend_refs(spec: ModelDeploymentSpec, backends: Backends) -> list[Manifest
         if fallback.namespace is not None:
             ref["namespace"] = fallback.namespace
         refs.append(ref)
-    return [r for r in refs if r["weight"] > 0] or refs
+    return [r for r in refs if r["weight"] > 0]
 
 
 def _timeouts(spec: ModelDeploymentSpec) -> Manifest:
