@@ -293,15 +293,25 @@ def test_only_engaged_switches_are_sources_in_a_stable_order() -> None:
 def test_switch_status_counts_routes_and_names_what_cannot_be_switched() -> None:
     switch = Switch("ClusterKillSwitch", "s", None, ClusterKillSwitchSpec(all_namespaces=True, reason="r"))
     selected = [
-        DeploymentEntry("a", "one", engaged=True, fallback="rules", since="t1"),
+        DeploymentEntry("a", "one", engaged=True, fallback="rules", since="t1", accepted=True),
         DeploymentEntry("b", "two", refused="rules: Service b/faq not found"),
+        DeploymentEntry("c", "three", engaged=True, fallback="sorry", since="t1", accepted=True, holding="sorry: gone"),
     ]
     status = switch_status(switch, 3, KillSwitchStatus(), selected, "t2")
-    assert (status.matched, status.observed_generation, status.engaged_at) == (2, 3, "t2")
-    assert [(d.name, d.fallback) for d in status.deployments] == [("one", "rules"), ("two", None)]
+    assert (status.matched, status.observed_generation, status.engaged_at) == (3, 3, "t2")
+    assert [(d.name, d.fallback, d.accepted) for d in status.deployments] == [
+        ("one", "rules", True), ("two", None, False), ("three", "sorry", True)]  # fmt: skip
+    assert [d.problem for d in status.deployments] == [None, "rules: Service b/faq not found", "sorry: gone"]
+    engaged = next(c for c in status.conditions if c.type == "Engaged")
+    assert engaged.message.startswith("2 of 3 selected ModelDeployments serve their users from a fallback")
     ready = next(c for c in status.conditions if c.type == "Ready")
-    assert (ready.status, ready.reason) == ("False", "NoUsableFallback")
+    assert (ready.status, ready.reason) == ("False", "CannotSwitch")
     assert "b/two: rules: Service b/faq not found" in ready.message
+    # Once the refused one is gone, the holding one is named in a Ready condition that holds.
+    alone = switch_status(switch, 3, status, [selected[0], selected[2]], "t3")
+    ready = next(c for c in alone.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("True", "AllSwitched")
+    assert "1 hold their users off the model with no usable fallback: c/three: sorry: gone" in ready.message
 
 
 # ----------------------------------------------------------------------------------- grants

@@ -70,9 +70,7 @@ class SwitchedDeployment(StatusModel):
         description="Whether the Gateway accepted the route that carries its fallback (the HTTPRoute's status.parents: "
         "Accepted and ResolvedRefs).",
     )
-    problem: str | None = Field(
-        default=None, description="Why it is not switched, or holds without a usable fallback."
-    )
+    problem: str | None = Field(default=None, description="Why it is not switched, or holds without a usable fallback.")
 
 
 class KillSwitchStatus(StatusModel):

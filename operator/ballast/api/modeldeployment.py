@@ -473,8 +473,7 @@ class KillSwitchPolicy(SpecModel):
     __cel_rules__ = (
         Rule(
             "!(has(self.captureTraffic) && self.captureTraffic && has(self.stopPods) && self.stopPods)",
-            "spec.killSwitch: captureTraffic mirrors requests to the model's pods, which stopPods stops; "
-            "choose one",
+            "spec.killSwitch: captureTraffic mirrors requests to the model's pods, which stopPods stops; choose one",
         ),
         Rule(
             "!has(self.drain) || (has(self.stopPods) && self.stopPods)",

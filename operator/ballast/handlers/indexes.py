@@ -14,7 +14,7 @@ import kopf
 from pydantic import ValidationError
 
 from ballast.rollout.switch_selection import DeploymentEntry, Switch
-from ballast.shell.cluster_view import CLUSTER_KEY, deployment_entry, switch_of
+from ballast.shell.cluster_view import CLUSTER_KEY, deployment_entry, route_summary, switch_of
 from ballast.traffic.grants import Grant, grant_of
 from ballast.workloads.render import DEPLOYMENT_LABEL
 
@@ -64,6 +64,13 @@ def ballast_services(body: kopf.Body, namespace: str | None, name: str, **_: Any
     return {(namespace, name): [p.get("port") for p in (body.get("spec") or {}).get("ports") or []]}
 
 
+@kopf.index("gateway.networking.k8s.io", "v1", "httproutes")
+def ballast_routes(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> Any:
+    """Every HTTPRoute's rules and what its Gateways reported (Accepted, ResolvedRefs), owned or named by a
+    routeRef: status reports what the Gateway accepted, read from memory."""
+    return {(namespace, name): route_summary(body)}
+
+
 INDEX_NAMES = (
     "ballast_namespaced_switches",
     "ballast_cluster_switches",
@@ -71,6 +78,7 @@ INDEX_NAMES = (
     "ballast_reference_grants",
     "ballast_model_deployments",
     "ballast_services",
+    "ballast_routes",
 )
 
 
@@ -123,10 +131,16 @@ def ballast_child_routes(body: kopf.Body, namespace: str | None, labels: kopf.La
     return {_child_key(namespace, labels): _trimmed(body)}
 
 
+@kopf.index("policy", "v1", "poddisruptionbudgets", labels=CHILD_LABELS)
+def ballast_child_budgets(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
+    return {_child_key(namespace, labels): _trimmed(body)}
+
+
 CHILD_INDEX_NAMES = (
     "ballast_child_deployments",
     "ballast_child_pods",
     "ballast_child_revisions",
     "ballast_child_services",
     "ballast_child_routes",
+    "ballast_child_budgets",
 )

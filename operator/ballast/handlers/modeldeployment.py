@@ -15,11 +15,12 @@ import kopf
 from ballast.analysis.providers.prometheus import PrometheusProvider
 from ballast.handlers.indexes import CHILD_INDEX_NAMES, CHILD_LABELS, INDEX_NAMES
 from ballast.kube.client import KubeApi
-from ballast.kube.resources import HTTP_ROUTES, SERVICES
+from ballast.kube.resources import BUDGETS, HTTP_ROUTES, SERVICES
 from ballast.shell.children import Children
 from ballast.shell.cluster_view import ClusterView
 from ballast.shell.killswitch import KillSwitchDispatcher
 from ballast.shell.reconciler import Reconciler
+from ballast.traffic.acceptance import parents_digest
 from ballast.workloads.render import DEPLOYMENT_LABEL
 from ballast.workloads.responder_manifests import DEFAULT_IMAGE
 
@@ -78,14 +79,26 @@ async def child_changed(labels: kopf.Labels, namespace: str | None, memo: Any, *
         _reconciler(memo).notify(namespace, labels[DEPLOYMENT_LABEL])
 
 
+WRITTEN_KINDS = {"HTTPRoute": HTTP_ROUTES, "Service": SERVICES, "PodDisruptionBudget": BUDGETS}
+
+
 @kopf.on.event("", "v1", "services", labels=CHILD_LABELS)
 @kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=CHILD_LABELS)
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=CHILD_LABELS)
 async def routing_changed(
     type: str | None, body: kopf.Body, labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any
 ) -> None:
-    """A Service or route changed by someone else, or vanished; the echo of the operator's own write, and the
-    Gateway writing a route's status, change nothing the operator owns."""
+    """A Service, route or disruption budget changed by someone else, or vanished; the echo of the operator's
+    own write changes nothing the operator owns (a Gateway's report on a route is `route_reported`'s)."""
     reconciler = _reconciler(memo)
-    resource = HTTP_ROUTES if body.get("kind") == "HTTPRoute" else SERVICES
+    resource = WRITTEN_KINDS[body["kind"]]
     if namespace is not None and (type == "DELETED" or not reconciler.api.wrote(resource, dict(body))):
         reconciler.notify(namespace, labels[DEPLOYMENT_LABEL])
+
+
+@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes")
+async def route_reported(body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """A Gateway reported on a route (Accepted, ResolvedRefs), owned or named by a routeRef: the deployments it
+    carries re-read what the Gateway accepted."""
+    if namespace is not None:
+        _reconciler(memo).route_reported(namespace, name, parents_digest(body))

@@ -46,7 +46,9 @@ def _serving(ctx: Context, revision: str | None) -> bool:
 def _returning_to(ctx: Context) -> list[str]:
     """The revisions users return to on release (those the rollout's split gives a share)."""
     s = ctx.status
-    shares = ((s.stable_revision, s.weights.stable), (s.canary_revision, s.weights.canary))
+    # Once the overlay is laid, the rollout's own split is the one it keeps to restore.
+    weights = s.kill_switch.resume.weights if s.weights.fallback and s.kill_switch.resume else s.weights
+    shares = ((s.stable_revision, weights.stable), (s.canary_revision, weights.canary))
     return [revision for revision, weight in shares if revision and weight > 0]
 
 

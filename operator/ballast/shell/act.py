@@ -15,13 +15,18 @@ from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.revision import revision_inputs
 from ballast.api.status import ModelDeploymentStatus
 from ballast.kube.client import KubeApi
-from ballast.kube.resources import CONTROLLER_REVISIONS, DEPLOYMENTS, HPAS, SERVICES
+from ballast.kube.resources import BUDGETS, CONTROLLER_REVISIONS, DEPLOYMENTS, HPAS, SERVICES
 from ballast.shell.children import ChildSet
 from ballast.shell.observe import revision_of
 from ballast.traffic.backends import backends_for
 from ballast.traffic.routers import router_for
 from ballast.workloads import render
-from ballast.workloads.responder_manifests import responder_deployment, responder_name, responder_service
+from ballast.workloads.responder_manifests import (
+    responder_deployment,
+    responder_disruption_budget,
+    responder_name,
+    responder_service,
+)
 
 log = logging.getLogger("ballast.act")
 Manifest = dict[str, Any]
@@ -75,17 +80,24 @@ async def apply_workloads(
 async def apply_responder(
     api: KubeApi, md: Manifest, spec: ModelDeploymentSpec, children: ChildSet, image: str
 ) -> None:
-    """The reject responder runs while the spec has a reject fallback, so a kill switch finds it warm."""
+    """The reject responder runs while the spec has a reject fallback, so a kill switch finds it warm; with two
+    or more replicas a PodDisruptionBudget keeps one serving through node drains."""
     reject = next((f.reject for f in spec.fallbacks if f.reject is not None), None)
     responder = responder_name(md["metadata"]["name"])
+    budget = responder_disruption_budget(md, reject) if reject is not None else None
     if reject is not None:
         deployment = responder_deployment(md, reject, image)
         await api.apply(DEPLOYMENTS, deployment, children.named(DEPLOYMENTS, responder))
         await api.apply(SERVICES, responder_service(md), children.named(SERVICES, responder))
-        return
-    if children.named(DEPLOYMENTS, responder) or children.named(SERVICES, responder):
-        for resource in (DEPLOYMENTS, SERVICES):
-            await api.delete(resource, md["metadata"]["namespace"], responder)
+        if budget is not None:
+            await api.apply(BUDGETS, budget, children.named(BUDGETS, responder))
+    unwanted = [
+        resource
+        for resource, wanted in ((DEPLOYMENTS, reject), (SERVICES, reject), (BUDGETS, budget))
+        if wanted is None and children.named(resource, responder)
+    ]
+    for resource in unwanted:
+        await api.delete(resource, md["metadata"]["namespace"], responder)
 
 
 async def apply_route(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ballast.kube.resources import DEPLOYMENTS, HTTP_ROUTES, SERVICES, Resource
+from ballast.kube.resources import BUDGETS, DEPLOYMENTS, HTTP_ROUTES, SERVICES, Resource
 from ballast.shell.cluster_view import IndexView
 
 Manifest = dict[str, Any]
@@ -18,20 +18,25 @@ class ChildSet:
     revisions: list[Manifest] = field(default_factory=list)
     services: list[Manifest] = field(default_factory=list)
     routes: list[Manifest] = field(default_factory=list)
+    budgets: list[Manifest] = field(default_factory=list)
 
     def named(self, resource: Resource, name: str) -> Manifest | None:
         """The observed child of a kind by name, for comparing what is there with what should be."""
-        by_kind = {DEPLOYMENTS: self.deployments, SERVICES: self.services, HTTP_ROUTES: self.routes}
+        by_kind = {
+            DEPLOYMENTS: self.deployments,
+            SERVICES: self.services,
+            HTTP_ROUTES: self.routes,
+            BUDGETS: self.budgets,
+        }
         return next((c for c in by_kind.get(resource, []) if c["metadata"]["name"] == name), None)
 
 
 class Children:
     """From kopf's indexes, kept by the watches the operator runs anyway: no API call at all."""
 
-    def __init__(
-        self, deployments: IndexView, pods: IndexView, revisions: IndexView, services: IndexView, routes: IndexView
-    ) -> None:
-        self.indexes = (deployments, pods, revisions, services, routes)
+    def __init__(self, *indexes: IndexView) -> None:
+        """kopf's child indexes in ChildSet field order: deployments, pods, revisions, services, routes, budgets."""
+        self.indexes = indexes
 
     def of(self, namespace: str, name: str) -> ChildSet:
         key = (namespace, name)

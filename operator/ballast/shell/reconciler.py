@@ -28,6 +28,7 @@ from ballast.kube.client import ApiError, KubeApi
 from ballast.kube.resources import MODEL_DEPLOYMENTS
 from ballast.observability import metrics
 from ballast.observability.events import log_decisions, post_events
+from ballast.rollout.conditions import keep_transition_times
 from ballast.rollout.core import Event, decide
 from ballast.shell.act import apply_responder, apply_route, apply_workloads
 from ballast.shell.children import Children
@@ -35,6 +36,9 @@ from ballast.shell.cluster_view import ClusterView
 from ballast.shell.contract_checks import ContractChecks
 from ballast.shell.observe import fallback_service, observe
 from ballast.shell.per_key_runner import PerKeyRunner
+from ballast.traffic.acceptance import parents_digest
+from ballast.traffic.backends import backends_for
+from ballast.traffic.routers import router_for
 from ballast.workloads import render
 from ballast.workloads.responder_manifests import DEFAULT_IMAGE
 
@@ -68,6 +72,10 @@ class Reconciler:
         # Which deployments route to a Service or read grants of a namespace: their events reconcile them.
         self.fallback_services: dict[Key, set[Key]] = {}
         self.grant_namespaces: dict[str, set[Key]] = {}
+        # Which deployments each HTTPRoute carries, and its Gateways' reports as the last reconcile read them:
+        # a new report (Accepted, ResolvedRefs) reconciles them, so status says what the Gateway accepted.
+        self.route_users: dict[Key, set[Key]] = {}
+        self.route_reports: dict[Key, str] = {}
 
     # ------------------------------------------------------------------------------ scheduling
 
@@ -85,7 +93,7 @@ class Reconciler:
         self.due.pop(key, None)
         self.checks.forget(key)
         self.written.pop(key, None)
-        self._watch_references(key, set(), set())
+        self._watch_references(key, set(), set(), set())
         self.runner.forget(key)
         metrics.forget(namespace, name)
 
@@ -100,6 +108,13 @@ class Reconciler:
     def grants_changed(self, namespace: str) -> None:
         for key in list(self.grant_namespaces.get(namespace, ())):
             self.notify(*key)
+
+    def route_reported(self, namespace: str, name: str, report: str) -> None:
+        """An HTTPRoute changed; the deployments it carries reconcile when its Gateways' report is new to them."""
+        route = (namespace, name)
+        if self.route_reports.get(route) != report:
+            for key in list(self.route_users.get(route, ())):
+                self.notify(*key)
 
     async def tick_forever(self, period: float = 1.0) -> None:
         while True:
@@ -129,9 +144,10 @@ class Reconciler:
         metrics.reconcile_errors.labels(*key).inc()
         self.due[key] = self.clock() + RETRY_AFTER_ERROR
 
-    def _watch_references(self, key: Key, services: set[Key], namespaces: set[str]) -> None:
+    def _watch_references(self, key: Key, services: set[Key], namespaces: set[str], routes: set[Key]) -> None:
         _reindex(self.fallback_services, key, services)
         _reindex(self.grant_namespaces, key, namespaces)
+        _reindex(self.route_users, key, routes)
 
     def _schedule(self, key: Key, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime) -> None:
         due = [parse_time(status.next_check_at)] if status.next_check_at else []
@@ -159,12 +175,15 @@ class Reconciler:
         key = (namespace, name)
         children = self.children.of(namespace, name)
         services = {ref[:2] for f in spec.fallbacks if (ref := fallback_service(md, f))}
-        self._watch_references(key, services, {ns for ns, _ in services if ns != namespace})
+        route = router_for(spec.traffic.router).watched_route(md, spec)
+        routes = {(namespace, route)} if route else set()
+        self._watch_references(key, services, {ns for ns, _ in services if ns != namespace}, routes)
         desired = revision_hash(md["spec"])
         now = self.clock()
         analysis = self.checks.verdict_if_due(key, spec, status, now)
         observations = await observe(self.api, self.view, md, spec, status, children, analysis)
         decision = decide(spec, desired, md["metadata"].get("generation", 1), status, observations, now)
+        self._report_acceptance(md, spec, status, decision.status, format_time(now))
 
         if decision.status != status:
             md = await self.api.patch_status(
@@ -196,6 +215,30 @@ class Reconciler:
         finally:
             await events
         self._schedule(key, spec, decision.status, now)
+
+    def _report_acceptance(
+        self,
+        md: Manifest,
+        spec: ModelDeploymentSpec,
+        before: ModelDeploymentStatus,
+        after: ModelDeploymentStatus,
+        now: str,
+    ) -> None:
+        """RouteAccepted: whether the Gateway accepted the route carrying what `after` asks for (read from memory)."""
+        router = router_for(spec.traffic.router)
+        name = router.watched_route(md, spec)
+        backends = backends_for(md, spec, after)
+        if name is None or backends is None:
+            return
+        namespace = md["metadata"]["namespace"]
+        route = self.view.route(namespace, name)
+        self.route_reports[(namespace, name)] = parents_digest(route)
+        accepted = router.acceptance(md, spec, backends, route)
+        if accepted is None:
+            return
+        accepted.observed_generation = after.observed_generation
+        (accepted,) = keep_transition_times(before.conditions, [accepted], now)
+        after.conditions = [*(c for c in after.conditions if c.type != accepted.type), accepted]
 
     async def _report_invalid(self, md: Manifest, status: ModelDeploymentStatus, error: ValidationError) -> None:
         """A spec the models refuse (for example after an operator downgrade) never touches traffic."""

@@ -62,8 +62,12 @@ def responder_deployment(md: Manifest, reject: Reject, image: str) -> Manifest:
                     "containers": [container],
                     # Best effort: replicas on different nodes, so one node going away leaves one serving.
                     "topologySpreadConstraints": [
-                        {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
-                         "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": selector}}
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": selector},
+                        }
                     ],
                 },
             },
