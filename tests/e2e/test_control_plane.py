@@ -119,6 +119,11 @@ def test_the_gateway_api_schema_refuses_bad_weights(cluster: Cluster, namespace:
         ("watch", "namespaces", True),
         ("get", "gatewayclasses.gateway.networking.k8s.io", True),
         ("patch", "gatewayclasses.gateway.networking.k8s.io", False),
+        # The reject responder's disruption budget, and nothing else of the policy group.
+        ("create", "poddisruptionbudgets.policy", True),
+        ("watch", "poddisruptionbudgets.policy", True),
+        ("update", "poddisruptionbudgets.policy", False),
+        ("create", "pods/eviction", False),
     ],
 )
 def test_the_operator_identity_has_exactly_its_role(
