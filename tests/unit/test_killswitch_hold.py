@@ -348,3 +348,24 @@ def test_a_gateway_report_reconciles_the_deployments_of_that_route_only_when_it_
     reconciler.route_reported("apps", "shared", report)
     reconciler.route_reported("apps", "other", "x")
     assert notified == [("apps", "bot")]
+
+
+def test_a_switch_requested_again_while_the_stopped_model_restarts_keeps_users_off_and_stops_it_again() -> None:
+    run = Run(stopping_spec(drain="1s"))
+    run.observed = {"aaa": READY}
+    run.step("aaa")
+    run.fallbacks = {"rules": RULES_OK}
+    run.switches = (SWITCH,)
+    run.step("aaa", 1)
+    run.step("aaa", 1)
+    run.observed = {"aaa": RevisionObservation()}
+    run.switches = ()
+    run.step("aaa", 1)
+    assert replicas(run) == {"aaa": 2}
+    run.switches = (SWITCH,)
+    again = run.step("aaa", 1)
+    assert [e.reason for e in again.events] == ["KillSwitchEngaged"]
+    assert "engaged again" in again.events[0].message
+    assert replicas(run) == {"aaa": 0}  # users never returned: no second drain
+    assert again.status.weights.fallback_name == "rules"
+    assert len({h.id for h in again.status.history}) == len(again.status.history)

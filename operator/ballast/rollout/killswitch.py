@@ -16,6 +16,7 @@ they start again and users return only once the revisions they return to serve.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from ballast.api.modeldeployment import Fallback, ModelDeploymentSpec
@@ -186,8 +187,8 @@ def _sources(ctx: Context, engaging: bool) -> list[KillSwitchSource]:
 def _occurrence(ctx: Context, action: str) -> str:
     """A fresh attempt number for a decision that can recur within one episode (ids stay unique)."""
     state = ctx.status.kill_switch
-    marker = f"-{action}-{state.episode}."
-    seen = [int(h.id.rsplit(".", 1)[1]) for h in ctx.status.history if marker in h.id]
+    numbered = re.compile(rf"-{re.escape(action)}-{state.episode}\.(\d+)")
+    seen = [int(found.group(1)) for h in ctx.status.history if (found := numbered.search(h.id))]
     return f"{state.episode}.{max(seen, default=0) + 1}"
 
 
@@ -222,6 +223,7 @@ def settle(ctx: Context) -> None:
             _refuse(ctx, problems)
             return
     engaging = not state.engaged
+    rejoined = state.engaged and not state.sources  # requested again while the stopped model was restarting
     state.sources = _sources(ctx, engaging)
     stable = s.stable_revision
     capture = _capture(ctx)
@@ -240,6 +242,13 @@ def settle(ctx: Context) -> None:
             revision=stable, warning=True, attempt=state.episode,
             values={"stableWeight": float(s.weights.stable), "canaryWeight": float(s.weights.canary),
                     "fallbackWeight": 100.0, "usableFallbacks": 0.0 if holding else 1.0},
+        )  # fmt: skip
+    elif rejoined:
+        ctx.record(
+            "kill", "KillSwitchEngaged",
+            f"Kill switch engaged again by {_switch_names(ctx)} before users returned: they stay on "
+            f"{fallback or 'no backend'}",
+            revision=stable, warning=True, attempt=_occurrence(ctx, "kill"), values={"fallbackWeight": 100.0},
         )  # fmt: skip
     elif not staying:
         before = state.fallback or "no backend"
