@@ -147,7 +147,7 @@ def test_a_revoked_fallback_moves_users_on_and_holds_them_off_the_model_when_non
     run.spec = spec()
     bare = run.step("aaa", 1)
     assert (bare.status.weights.fallback, bare.status.weights.fallback_name) == (100, None)
-    assert "the Gateway answers every request with 503" in bare.events[0].message
+    assert "the Gateway answers every request with an error" in bare.events[0].message
     backends = backends_for({"metadata": {"name": "bot", "namespace": "ns", "uid": "u"}}, run.spec, bare.status)
     assert backends is not None
     assert backend_refs(run.spec, backends) == []

@@ -102,7 +102,7 @@ class KillSwitchStatus(StatusModel):
     holding: bool = Field(
         default=False,
         description="No fallback is usable: users are held off the model anyway (on the last fallback, the reject "
-        "responder, or no backend at all, which the Gateway answers with 503).",
+        "responder, or no backend at all, which the Gateway answers with an error).",
     )
     stopped: bool = Field(default=False, description="Whether the model's pods are stopped (killSwitch.stopPods).")
     engaged_at: str | None = Field(default=None, description="When users were moved off the model (RFC 3339).")

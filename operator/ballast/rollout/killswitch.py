@@ -7,7 +7,7 @@ serves nobody. `status.weights` then shows the split in force (the fallback) and
 
 Once engaged, only a release returns users to the model. When every fallback becomes unusable the
 switch holds: users stay on the fallback in force, else go to the reject responder, else to no
-backend at all (the Gateway answers 503), with a condition and an Event. A switch that no fallback
+backend at all (the Gateway answers with an error), with a condition and an Event. A switch that no fallback
 can honour before it engages leaves traffic as it is and says why.
 
 With `killSwitch.stopPods` the model's pods stop once in-flight requests have drained; on release
@@ -32,7 +32,7 @@ SERVICE_ROUTER = (
     "the service router splits one Service by replica ratio and cannot route to a fallback, so this deployment "
     "cannot be switched (use router: gateway-api with spec.fallbacks)"
 )
-NO_BACKEND = "the route names no backend, so the Gateway answers every request with 503"
+NO_BACKEND = "the route names no backend, so the Gateway answers every request with an error (Traefik: 503)"
 
 
 def requested(ctx: Context) -> bool:

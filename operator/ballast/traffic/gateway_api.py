@@ -20,7 +20,7 @@ from ballast.workloads.render import DEPLOYMENT_LABEL, MANAGED_BY, owner_referen
 
 def backend_refs(spec: ModelDeploymentSpec, backends: Backends) -> list[Manifest]:
     """Weighted refs; those at weight 0 are left out, so a switched route names only its fallback, or nothing
-    when a holding switch has none left (a rule without backends: the Gateway answers 503)."""
+    when a holding switch has none left (a rule without backends: the Gateway answers with an error)."""
     refs: list[Manifest] = [{"name": backends.stable, "port": spec.traffic.port, "weight": backends.weights.stable}]
     if backends.canary is not None:
         refs.append({"name": backends.canary, "port": spec.traffic.port, "weight": backends.weights.canary})
