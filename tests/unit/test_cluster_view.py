@@ -165,3 +165,11 @@ def test_index_entries_read_the_bodies_kopf_hands_over() -> None:
         "to": [{"group": "", "kind": "Service"}]}})  # fmt: skip
     assert grant.permits("ballast.dev", "ModelDeployment", "apps", "anything")
     assert not grant.permits("ballast.dev", "ModelDeployment", "other", "anything")
+
+
+def test_the_view_reads_routes_from_the_live_index_even_when_it_starts_empty() -> None:
+    routes: dict[Any, list[Any]] = {}  # kopf fills its index in place after the view is built
+    view = ClusterView({}, {}, {}, {}, {}, {}, routes)
+    assert view.route("apps", "bot") is None
+    routes[("apps", "bot")] = [{"metadata": {"name": "bot"}}]
+    assert view.route("apps", "bot") == {"metadata": {"name": "bot"}}

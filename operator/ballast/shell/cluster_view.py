@@ -95,7 +95,8 @@ class ClusterView:
         self._grants = grants  # namespace -> ReferenceGrants in it
         self._deployments = deployments  # namespace -> DeploymentEntry
         self._services = services  # (namespace, name) -> the Service's ports
-        self._routes = routes or {}  # (namespace, name) -> route_summary() of every HTTPRoute
+        # (namespace, name) -> route_summary() of every HTTPRoute; a live index that may be empty (falsy) at first.
+        self._routes = routes if routes is not None else {}
 
     def namespace_labels(self, namespace: str) -> Labels:
         found = _values(self._namespaces, namespace)
