@@ -149,9 +149,9 @@ def test_stop_pods_lets_in_flight_streams_finish_then_stops_the_model_and_restor
 ) -> None:
     rules_service(cluster, namespace)
     manifest = with_fallbacks(
-        model_deployment("bot", namespace, latency="5"),
+        model_deployment("bot", namespace, latency="8"),
         [{"name": "rules", "service": {"name": "rules", "port": 8000}}],
-        {"fallback": "rules", "stopPods": True, "drain": "8s"},
+        {"fallback": "rules", "stopPods": True, "drain": "12s"},
     )  # fmt: skip
     manifest["spec"]["model"]["env"].append({"name": "SIM_TTFT", "value": "0.05"})
     apply(cluster, manifest)
@@ -179,12 +179,14 @@ def test_stop_pods_lets_in_flight_streams_finish_then_stops_the_model_and_restor
     reader.start()
     wait_until(started.is_set, 10, "the model streaming its first token")
     apply(cluster, kill_switch("incident", namespace, modelDeployments=["bot"]))
-    wait_until(lambda: served_only_by_prefix(data_plane, host, "rules-", 10), SWITCH_BOUND, "new requests at rules")
+    # A request the model answers takes 8 s: wait for the route first, then see the Gateway serve it.
+    wait_until(lambda: route_weights(cluster, namespace, "bot") == {"rules": 100}, SWITCH_BOUND, "the route at rules")
     switched_at = time.monotonic()
+    wait_until(lambda: served_only_by_prefix(data_plane, host, "rules-", 10), 15, "new requests at rules")
     reader.join(timeout=30)
     assert stream["status"] == 200
     assert stream["served_by"].startswith(f"bot-{stable}-")
-    assert stream["ended"] > switched_at  # it was still streaming while new requests went to the fallback
+    assert stream["ended"] > switched_at  # still streaming from the model after the route moved new requests
     assert "[DONE]" in stream["rest"]
 
     def workload() -> dict[str, Any]:
@@ -196,19 +198,23 @@ def test_stop_pods_lets_in_flight_streams_finish_then_stops_the_model_and_restor
     stopped = wait_status(cluster, namespace, "bot", "the model stopped after the drain",
                           lambda s: s["killSwitch"].get("stopped"), 30)  # fmt: skip
     assert stopped["history"][-1]["reason"] == "ModelStopped"
-    assert stopped["history"][-1]["values"] == {"drainSeconds": 8.0}
+    assert stopped["history"][-1]["values"] == {"drainSeconds": 12.0}
     wait_until(lambda: workload()["spec"]["replicas"] == 0 and not workload()["status"].get("replicas"), 30,
                "the model's pods gone")  # fmt: skip
     assert served_only_by_prefix(data_plane, host, "rules-", 10)
 
-    load = Background(f"{data_plane.gateway_url}/v1/chat/completions", rate=20, host=host, max_seconds=120)
+    # Light load: once back at the model each request takes 8 s, and stopping waits for those in flight.
+    load = Background(f"{data_plane.gateway_url}/v1/chat/completions", rate=4, host=host, max_seconds=120)
     try:
         cluster.kubectl("delete", "killswitch", "incident", "-n", namespace)
         wait_until(lambda: workload()["spec"]["replicas"] == 2, 15, "the model's pods starting again")
         assert route_weights(cluster, namespace, "bot") == {"rules": 100}  # users wait until the model serves
-        wait_until(lambda: served_only_by_prefix(data_plane, host, f"bot-{stable}-", 4), 60, "users back at the model")
+        wait_until(lambda: route_weights(cluster, namespace, "bot") == {f"bot-{stable}": 100}, 60,
+                   "the route back at the model once its pods serve")  # fmt: skip
+        assert workload()["status"].get("readyReplicas")
     finally:
         report = load.stop()
+    assert served_only_by_prefix(data_plane, host, f"bot-{stable}-", 2)
     # Nobody was sent to a model without pods: every answer came from rules or the restarted model.
     assert set(report.by_status) == {200}, report.summary()
     assert report.transport_errors == 0, report.summary()
