@@ -260,7 +260,8 @@ class Cluster:
         progress("installing the Gateway API and Ballast CRDs")
         self.kubectl("apply", "--server-side", *(f"--filename={p}" for p in self.binaries.gateway_api_crds))
         self.apply(crd_manifest(r) for r in RESOURCES)
-        self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        # Polled: `kubectl wait` fails at once on a CRD whose status has no conditions yet (a loaded machine).
+        wait_until(self._crds_established, 60, "every CRD to be Established")
         wait_until(self._nodes_ready, 60, f"{self.nodes} kwok nodes to be Ready")
         wait_until(lambda: self._exists("serviceaccount", "default", "default"), 60, "the default ServiceAccount")
         progress(f"control plane ready at {self.server}")
@@ -352,6 +353,16 @@ class Cluster:
             }
             for index in range(self.nodes)
         )
+
+    def _crds_established(self) -> bool:
+        result = self.kubectl("get", "crd", "-o", "json", check=False)
+        if result.returncode != 0:
+            return False
+        return all(
+            any(c["type"] == "Established" and c["status"] == "True" for c in (crd.get("status") or {}).get(
+                "conditions") or [])
+            for crd in json.loads(result.stdout)["items"]
+        )  # fmt: skip
 
     def _nodes_ready(self) -> bool:
         self.check_alive()
