@@ -237,6 +237,7 @@ def test_deleting_never_waits_for_the_operator(
     """No finalizers: with the operator gone, a ModelDeployment deletes at once and its children follow."""
     apply(cluster, model_deployment("gone", namespace))
     revision = wait_status(cluster, namespace, "gone", "Stable", lambda s: s.get("phase") == "Stable")["stableRevision"]
+    wait_exists(cluster, "deployment", f"gone-{revision}", namespace)  # status is written before the children
     cluster.kubectl(
         "wait", f"deployment/gone-{revision}", "-n", namespace, "--for=condition=Available", "--timeout=60s"
     )
