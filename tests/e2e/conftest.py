@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from ballast.devstack.binaries import BuildError, ensure_all
+from ballast.devstack.binaries import Binaries, BuildError, ensure_all
 from ballast.devstack.cluster import Cluster
 from ballast.devstack.dataplane import DataPlane
 from ballast.devstack.operator_process import Operator
 from ballast.devstack.operator_process import operator_kubeconfig as make_operator_kubeconfig
+from tests.e2e.stall import Stall
 from tests.e2e.switch import Switch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,22 +26,26 @@ SKIP_VARIABLE = "BALLAST_SKIP_E2E"
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def binaries() -> Binaries:
+    """The local stack's binaries (kube-apiserver, helm, ...), built once into the cache."""
     if os.environ.get(SKIP_VARIABLE) == "1":
         pytest.skip(f"{SKIP_VARIABLE}=1: the e2e tests were opted out")
     try:
-        binaries = ensure_all(progress=lambda line: print(line, file=sys.stderr))
+        return ensure_all(progress=lambda line: print(line, file=sys.stderr))
     except BuildError as error:
         pytest.fail(f"cannot obtain the control plane binaries (set {SKIP_VARIABLE}=1 to opt out): {error}")
+
+
+@pytest.fixture(scope="session")
+def cluster(binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     control_plane = Cluster(binaries, tmp_path_factory.mktemp("control-plane"))
     control_plane.start()
     yield control_plane
     control_plane.stop()
 
 
-@pytest.fixture
-def namespace(cluster: Cluster) -> Iterator[str]:
-    """A fresh namespace where the API server enforces Pod Security `restricted`."""
+def _fresh_namespace(cluster: Cluster) -> Iterator[str]:
+    """A fresh namespace where the API server enforces Pod Security `restricted`, deleted afterwards."""
     name = f"e2e-{uuid.uuid4().hex[:8]}"
     cluster.apply(
         [
@@ -53,6 +58,17 @@ def namespace(cluster: Cluster) -> Iterator[str]:
     )
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    yield from _fresh_namespace(cluster)
+
+
+@pytest.fixture
+def other_namespace(cluster: Cluster) -> Iterator[str]:
+    """A second fresh namespace, for a test about one deployment not touching another."""
+    yield from _fresh_namespace(cluster)
 
 
 @pytest.fixture(scope="session")
@@ -70,18 +86,31 @@ def data_plane(cluster: Cluster) -> DataPlane:
 
 
 @pytest.fixture(scope="session")
-def prometheus_switch(data_plane: DataPlane) -> Iterator[Switch]:
+def prometheus_stall(data_plane: DataPlane) -> Iterator[Stall]:
+    """Between the switch and Prometheus: a test can make some queries go unanswered."""
+    stall = Stall(("127.0.0.1", data_plane.prometheus_port))
+    yield stall
+    stall.close()
+
+
+@pytest.fixture(scope="session")
+def prometheus_switch(prometheus_stall: Stall) -> Iterator[Switch]:
     """The operator reaches Prometheus through this switch, so a test can cut it off."""
-    switch = Switch(("127.0.0.1", data_plane.prometheus_port))
+    switch = Switch(prometheus_stall.address)
     yield switch
     switch.close()
+
+
+# Short, so that a test can outlast every executor worker times this without waiting minutes.
+CHECK_TIMEOUT_SECONDS = 3
 
 
 @pytest.fixture(scope="session")
 def operator(
     cluster: Cluster, data_plane: DataPlane, operator_kubeconfig: Path, prometheus_switch: Switch
 ) -> Iterator[Operator]:
-    running = Operator(cluster, operator_kubeconfig, prometheus_switch.url)
+    timeout = f"{CHECK_TIMEOUT_SECONDS}s"
+    running = Operator(cluster, operator_kubeconfig, prometheus_switch.url, prometheus_timeout=timeout)
     running.start()
     yield running
     running.stop()

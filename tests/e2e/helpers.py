@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import ssl
+from datetime import datetime
 from typing import Any
 
+import httpx
 import yaml
 
+from ballast.api.resources import BY_KIND
 from ballast.devstack import loadgen
 from ballast.devstack.cluster import Cluster, wait_until
 from ballast.devstack.dataplane import DataPlane
@@ -68,6 +73,27 @@ def wait_status(
 
     wait_until(holds, timeout, f"{namespace}/{name}: {what}")
     return seen
+
+
+def audited_reads(
+    cluster: Cluster, user: str, namespace: str, since: datetime, until: datetime, name: str | None = None
+) -> int:
+    """Reads (get, list) by `user` in a namespace received between two moments, from the API server's audit log;
+    with `name`, only GETs of that ModelDeployment."""
+    count = 0
+    for line in cluster.audit_log.read_text().splitlines():
+        entry = json.loads(line)
+        target = entry.get("objectRef") or {}
+        if (
+            entry.get("stage") == "ResponseComplete"
+            and entry.get("verb") in (("get",) if name else ("get", "list"))
+            and entry.get("user", {}).get("username") == user
+            and target.get("namespace") == namespace
+            and (name is None or (target.get("resource"), target.get("name")) == ("modeldeployments", name))
+            and since <= datetime.fromisoformat(entry["requestReceivedTimestamp"]) <= until
+        ):
+            count += 1
+    return count
 
 
 def route_weights(cluster: Cluster, namespace: str, route: str, rule: str = "split") -> dict[str, int]:
@@ -138,3 +164,23 @@ def start_canary(
     change_template(cluster, namespace, name, "0.02")
     at_step = wait_status(cluster, namespace, name, "canary at 30%", lambda s: s.get("weights", {}).get("canary") == 30)
     return stable, at_step["canaryRevision"]
+
+
+def create_raw(cluster: Cluster, text: str, namespace: str) -> tuple[int, str]:
+    """POST a manifest's own YAML text to the API server (strict field validation), as a client that sends
+    YAML does: (HTTP status, the Status message). kubectl is not in between, so what the API server itself
+    refuses (a repeated key, NaN, an alias bomb) is seen; creating honours generateName."""
+    kind = re.search(r"^kind: (\w+)$", text, re.MULTILINE)
+    resource = BY_KIND[kind.group(1) if kind else ""]
+    scope = "" if resource.scope == "Cluster" else f"/namespaces/{namespace}"
+    pki = cluster.workdir / "pki"
+    tls = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    tls.load_cert_chain(str(pki / "client-admin.crt"), str(pki / "client-admin.key"))
+    response = httpx.post(
+        f"{cluster.server}/apis/{resource.api_version}{scope}/{resource.plural}?fieldValidation=Strict",
+        content=re.sub(r"\bnamespace: assistants\b", f"namespace: {namespace}", text),
+        headers={"Content-Type": "application/yaml", "Accept": "application/json"},
+        verify=tls,
+        timeout=30,
+    )
+    return response.status_code, str(response.json().get("message", ""))

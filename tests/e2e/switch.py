@@ -16,6 +16,7 @@ class _Forward(socketserver.BaseRequestHandler):
         if not self.server.enabled.is_set():
             return  # closing at once: the client sees the server as unreachable
         with socket.create_connection(self.server.target, timeout=10) as upstream:
+            upstream.settimeout(None)  # a silent server stays silent: the switch adds no timeout of its own
             self.server.track(self.request, upstream)
             pump = threading.Thread(target=_copy, args=(upstream, self.request), daemon=True)
             pump.start()

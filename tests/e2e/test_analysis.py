@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from ballast.devstack.cluster import Cluster
 from ballast.devstack.dataplane import DataPlane
 from ballast.devstack.loadgen import Background
 from ballast.devstack.operator_process import Operator
-from tests.e2e.helpers import apply, model_deployment, status, wait_status
+from tests.e2e.conftest import OPERATOR_USER
+from tests.e2e.helpers import apply, audited_reads, model_deployment, status, wait_status
 from tests.e2e.switch import Switch
 
-FAST_CONTRACT = {"minRequests": 20, "window": "15s"}
+# The window in Go's fractional form, as the CRD takes it: PromQL gets whole units (15s).
+FAST_CONTRACT = {"minRequests": 20, "window": "0.25m"}
 
 
 def analysed(
@@ -70,11 +73,18 @@ def rolled_back(status: dict[str, Any], _: str) -> bool:
 
 
 def regressed(
-    cluster: Cluster, data_plane: DataPlane, namespace: str, objective: dict[str, Any], change: dict[str, str]
+    cluster: Cluster,
+    data_plane: DataPlane,
+    namespace: str,
+    objective: dict[str, Any],
+    change: dict[str, str],
+    stable_env: dict[str, str] | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """A healthy stable, then a canary changed by `change` under load, judged by `objective` until rolled back."""
-    manifest = analysed(objective["name"], namespace, [objective], {"SIM_LATENCY": "0.02"})
-    return outcome_under_load(cluster, data_plane, manifest, {"SIM_LATENCY": "0.02", **change}, rolled_back)
+    """A stable (healthy unless `stable_env` says otherwise), then a canary changed by `change` under load,
+    judged by `objective` until rolled back."""
+    env = {"SIM_LATENCY": "0.02", **(stable_env or {})}
+    manifest = analysed(objective["name"], namespace, [objective], env)
+    return outcome_under_load(cluster, data_plane, manifest, {**env, **change}, rolled_back)
 
 
 def promoted(status: dict[str, Any], stable: str) -> bool:
@@ -93,7 +103,8 @@ def test_a_healthy_canary_is_promoted_through_every_step(
     checked = done["lastAnalysis"]
     assert checked["verdict"] == "Passed"
     assert {o["name"] for o in checked["objectives"]} == {"p95-latency", "error-rate"}
-    assert all(o["samples"] >= 20 for o in checked["objectives"])
+    assert all(o["samples"] >= 20 for o in checked["objectives"])  # the 0.25m window, queried as 15s
+    assert (checked["step"], checked["canaryWeight"]) == (2, 100)  # it measured the last step, at 100%
 
 
 def test_a_latency_regression_is_rolled_back_and_the_event_names_p95(
@@ -120,7 +131,7 @@ def test_an_error_spike_is_rolled_back(
     assert "error-rate" in rolled["history"][-1]["message"]
 
 
-def test_a_canary_without_traffic_stays_inconclusive_and_holds(
+def test_a_canary_without_traffic_holds_inconclusive_and_is_read_once_per_check(
     cluster: Cluster, data_plane: DataPlane, operator: Operator, namespace: str
 ) -> None:
     manifest = analysed("quiet", namespace, [ERRORS], {"SIM_LATENCY": "0.02"})
@@ -140,6 +151,19 @@ def test_a_canary_without_traffic_stays_inconclusive_and_holds(
     assert pause_over["currentStep"] == 0
     assert pause_over["weights"]["canary"] == 30
     assert pause_over["phase"] == "Progressing"
+    # Held with its pause over, it is read once per check and not in between (the API server's count).
+    since, first = datetime.now(UTC), pause_over.get("inconclusiveChecks", 0)
+    later = wait_status(cluster, namespace, "quiet", "four more checks",
+                        lambda s: s.get("inconclusiveChecks", 0) >= first + 4, timeout=30)  # fmt: skip
+    until = datetime.now(UTC)
+    reads = audited_reads(cluster, OPERATOR_USER, namespace, since, until, name="quiet")
+    everything = audited_reads(cluster, OPERATOR_USER, namespace, since, until)
+    intervals = (until - since).total_seconds() / 3
+    checks = later["inconclusiveChecks"] - first
+    print(f"held canary: {reads} reads of it, {everything} in all; {intervals:.1f} intervals, {checks} checks")
+    assert reads <= intervals + 1
+    assert reads <= checks + 1
+    assert everything <= intervals + 1
 
 
 def test_prometheus_unreachable_holds_then_rolls_back_at_the_deadline(
@@ -170,18 +194,37 @@ def test_prometheus_unreachable_holds_then_rolls_back_at_the_deadline(
     assert any(h["reason"] == "MetricsUnavailable" and h["action"] == "check-held" for h in rolled["history"])
 
 
+RELATIVE = {"name": "error-rate", "preset": "error-rate", "relativeToStable": 1.5}  # no absolute bound at all
+
+
 def test_under_a_relative_bound_stable_and_canary_degrading_together_do_not_roll_back(
     cluster: Cluster, data_plane: DataPlane, operator: Operator, namespace: str
 ) -> None:
-    relative = {"name": "error-rate", "preset": "error-rate", "relativeToStable": 1.5}
     # Half the answers fail on both: sampling noise of the ratio stays far below the 1.5x bound even on the
     # few requests a check sees right after a step starts (at 20%, a noisy early check could fail it).
     upstream_outage = {"SIM_LATENCY": "0.02", "SIM_ERROR_RATE": "0.5"}
-    manifest = analysed("shared", namespace, [relative], upstream_outage)
+    manifest = analysed("shared", namespace, [RELATIVE], upstream_outage)
     _, done = outcome_under_load(cluster, data_plane, manifest, {**upstream_outage, "SIM_LATENCY": "0.03"}, promoted)
     assert done["phase"] == "Stable"
     assert all(h["action"] != "rollback" for h in done["history"])
     errors = done["lastAnalysis"]["objectives"][0]
     assert errors["verdict"] == "Passed"
-    assert errors["stableValue"] is None or errors["stableValue"] > 0.1
+    # Judged against the stable revision, measured over the same window: a pass without it would be Inconclusive.
+    assert errors["stableValue"] is not None
+    assert 0.3 < errors["stableValue"] < 0.7
+    assert errors["value"] <= 1.5 * errors["stableValue"]
+    assert errors["bound"] == f"<= 1.5 x stable ({errors['stableValue']:.4g})"
     assert status(cluster, namespace, "shared")["weights"]["stable"] == 100
+
+
+def test_under_a_relative_bound_a_canary_worse_than_stable_is_rolled_back(
+    cluster: Cluster, data_plane: DataPlane, operator: Operator, namespace: str
+) -> None:
+    """The bound is the only one: were it ignored, this canary (five times the stable's errors) would promote."""
+    _, rolled = regressed(cluster, data_plane, namespace, {**RELATIVE, "name": "relative-errors"},
+                          {"SIM_ERROR_RATE": "0.5"}, stable_env={"SIM_ERROR_RATE": "0.1"})  # fmt: skip
+    assert rolled["history"][-1]["reason"] == "AnalysisFailed"
+    errors = rolled["lastAnalysis"]["objectives"][0]
+    assert errors["verdict"] == "Failed"
+    assert errors["value"] > 1.5 * errors["stableValue"]
+    assert "x stable" in rolled["history"][-1]["message"]

@@ -82,8 +82,8 @@ def test_a_switch_mid_canary_sends_header_matched_users_to_the_fallback_too(
     assert served_only_by_prefix(data_plane, host, "rules-")
     # Status says what the Gateway accepted, and the switch counts the deployment only then.
     accepted = wait_status(cluster, namespace, "bot", "the Gateway to accept the switched route",
-                           lambda s: condition(s, "RouteAccepted").get("status") == "True")  # fmt: skip
-    assert "ai-gateway accepted generation" in condition(accepted, "RouteAccepted")["message"]
+                           lambda s: condition(s, "GatewayAccepted").get("status") == "True")  # fmt: skip
+    assert "ai-gateway accepted generation" in condition(accepted, "GatewayAccepted")["message"]
     wait_until(lambda: switch_status(cluster, "killswitch", "incident", namespace).get("deployments") == [
         {"namespace": namespace, "name": "bot", "fallback": "rules", "since": accepted["killSwitch"]["engagedAt"],
          "accepted": True}], 15, "the switch to count bot once the Gateway accepted its route")  # fmt: skip

@@ -93,6 +93,12 @@ def test_abort_returns_all_traffic_to_stable_within_one_reconcile(
     wait_serving(data_plane, f"abort.{namespace}.test", f"abort-{stable}")
 
 
+def _with_template(manifest: dict[str, Any], pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """The manifest with its image shorthand replaced by a pod template (a new revision)."""
+    model = {k: v for k, v in manifest["spec"]["model"].items() if k not in ("image", "env")}
+    return {**manifest, "spec": {**manifest["spec"], "model": {**model, "template": {"spec": pod_spec}}}}
+
+
 def test_a_canary_that_never_becomes_ready_is_rolled_back_at_its_deadline(
     cluster: Cluster, data_plane: DataPlane, operator: Operator, namespace: str
 ) -> None:
@@ -100,16 +106,12 @@ def test_a_canary_that_never_becomes_ready_is_rolled_back_at_its_deadline(
     apply(cluster, manifest)
     first = wait_status(cluster, namespace, "stuck", "Stable", lambda s: s.get("phase") == "Stable")
     # A template whose pods can never be scheduled: the canary never becomes Available.
-    manifest["spec"]["model"].pop("image")
-    manifest["spec"]["model"].pop("env")
-    manifest["spec"]["model"]["template"] = {
-        "spec": {
-            "nodeSelector": {"ballast.dev/no-such-node": "true"},
-            "containers": [{"name": "server", "image": "model-server:simulated", "securityContext": RESTRICTED,
-                            "ports": [{"containerPort": 8000}]}],
-        }
-    }  # fmt: skip
-    apply(cluster, manifest)
+    container = {"name": "server", "image": "model-server:simulated", "securityContext": RESTRICTED,
+                 "ports": [{"containerPort": 8000}]}  # fmt: skip
+    apply(
+        cluster,
+        _with_template(manifest, {"nodeSelector": {"ballast.dev/no-such-node": "true"}, "containers": [container]}),
+    )
     rolled = wait_status(
         cluster, namespace, "stuck", "RolledBack", lambda s: s.get("phase") == "RolledBack", timeout=30
     )
@@ -117,6 +119,30 @@ def test_a_canary_that_never_becomes_ready_is_rolled_back_at_its_deadline(
     assert rolled["stableRevision"] == first["stableRevision"]
     started = next(h for h in rolled["history"] if h["action"] == "canary")["at"]
     assert started < rolled["history"][-1]["at"]
+
+
+def test_a_canary_refused_by_pod_security_is_rolled_back_with_the_reason_not_retried(
+    cluster: Cluster, data_plane: DataPlane, operator: Operator, namespace: str
+) -> None:
+    manifest = model_deployment("refused", namespace)  # progressDeadline stays at its default, 15m
+    apply(cluster, manifest)
+    first = wait_status(cluster, namespace, "refused", "Stable", lambda s: s.get("phase") == "Stable")
+    # A template without the restricted security context: Pod Security Admission refuses its pods.
+    container = {"name": "server", "image": "model-server:simulated", "ports": [{"containerPort": 8000}]}
+    apply(cluster, _with_template(manifest, {"containers": [container]}))
+    rolled = wait_status(
+        cluster, namespace, "refused", "RolledBack", lambda s: s.get("phase") == "RolledBack", timeout=60
+    )
+    last = rolled["history"][-1]
+    assert last["reason"] == "PodsRefused"
+    assert 'violates PodSecurity "restricted:latest"' in last["message"]
+    assert rolled["stableRevision"] == first["stableRevision"]
+    degraded = next(c for c in rolled["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True"
+    assert "PodSecurity" in degraded["message"]
+    # Not retried: the refused revision is scaled to zero.
+    canary = next(r for r in rolled["revisions"] if r["name"] == last["revision"])
+    assert canary["replicas"] == 0
 
 
 def test_an_operator_killed_mid_canary_resumes_at_the_same_step(
@@ -209,7 +235,12 @@ def test_a_route_ref_route_keeps_every_rule_ballast_does_not_own(
     route = {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
-        "metadata": {"name": "mine", "namespace": namespace, "labels": {"team": "a"}, "annotations": {"note": "x"}},
+        "metadata": {
+            "name": "mine",
+            "namespace": namespace,
+            "labels": {"team": "a"},
+            "annotations": {"note": "x", "ballast.dev/model-deployments": "byo"},
+        },
         "spec": {
             "parentRefs": GATEWAY_PARENT,
             "hostnames": [f"mine.{namespace}.test"],
@@ -237,10 +268,7 @@ def test_deleting_never_waits_for_the_operator(
     """No finalizers: with the operator gone, a ModelDeployment deletes at once and its children follow."""
     apply(cluster, model_deployment("gone", namespace))
     revision = wait_status(cluster, namespace, "gone", "Stable", lambda s: s.get("phase") == "Stable")["stableRevision"]
-    wait_exists(cluster, "deployment", f"gone-{revision}", namespace)  # status is written before the children
-    cluster.kubectl(
-        "wait", f"deployment/gone-{revision}", "-n", namespace, "--for=condition=Available", "--timeout=60s"
-    )
+    wait_available(cluster, f"gone-{revision}", namespace)  # status is written before the Deployment exists
     body = json.loads(cluster.kubectl("get", "mdep", "gone", "-n", namespace, "-o", "json").stdout)
     assert "finalizers" not in body["metadata"]
     operator.kill()

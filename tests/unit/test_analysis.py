@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
 
 from ballast.analysis.check import run_check
 from ballast.analysis.judge import judge, overall
@@ -16,6 +18,8 @@ from ballast.analysis.queries import Scope, TemplateError, preset_query, render_
 from ballast.api.modeldeployment import ModelDeploymentSpec, Objective
 from ballast.api.presets import ALL_RUNTIMES, PRESETS_BY_RUNTIME
 from ballast.api.status import ObjectiveResult
+from ballast.api.types import parse_duration
+from tests.unit.test_durations import ANY_DURATION
 
 SCOPE = Scope("team-a", "bot", ("canary1", "stable1"), "2m")
 
@@ -62,8 +66,46 @@ def test_regex_matchers_escape_revision_names() -> None:
 def test_unknown_variables_and_bad_windows_are_refused() -> None:
     with pytest.raises(TemplateError, match="unknown variable \\{\\{pod\\}\\}"):
         render_template("x{pod='{{pod}}'}", SCOPE, "r", "s")
-    with pytest.raises(TemplateError, match="not a PromQL duration"):
+    with pytest.raises(TemplateError, match="not a duration such as 2m"):
         Scope("ns", "n", ("r",), "5m]) or vector(1) #")
+
+
+# ------------------------------------------------------------------------------ windows as durations
+
+# A PromQL duration: whole units, longest first, each at most once (Prometheus' own grammar, without d/w/y).
+PROMQL_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
+
+
+def promql_milliseconds(text: str) -> int:
+    match = PROMQL_DURATION.fullmatch(text)
+    assert text, "an empty PromQL duration"
+    assert match is not None, f"{text!r} is not a PromQL duration"
+    hours, minutes, seconds, millis = (int(part or 0) for part in match.groups())
+    return ((hours * 60 + minutes) * 60 + seconds) * 1000 + millis
+
+
+def test_a_window_with_a_fraction_is_queried_in_whole_units() -> None:
+    scope = Scope("ns", "bot", ("c",), "1.5m")
+    assert "[1m30s]" in preset_query("vllm", "error-rate", scope)
+    assert "[1m30s]" in requests_query("vllm", scope)
+    assert render_template("rate(x[{{window}}])", scope, "c", "svc") == "rate(x[1m30s])"
+
+
+@settings(max_examples=300, deadline=None)
+@given(ANY_DURATION)
+def test_every_window_the_crd_accepts_is_a_promql_duration_or_a_clear_error(window: str) -> None:
+    """The CRD takes Go durations (`1.5m`, `1h30m`, `250ms`); PromQL takes whole units: same length, to the ms
+    (rounded up)."""
+    wanted = math.ceil(parse_duration(window) / timedelta(milliseconds=1))  # never shorter than written
+    if wanted == 0:
+        with pytest.raises(TemplateError, match="is empty"):
+            Scope("ns", "bot", ("c",), window)
+        return
+    scope = Scope("ns", "bot", ("c",), window)
+    for query in (requests_query("tgi", scope), preset_query("vllm", "ttft-p95", scope)):
+        rendered = re.findall(r"\[([^\]]+)\]", query)
+        assert rendered
+        assert all(promql_milliseconds(r) == wanted for r in rendered)
 
 
 # -------------------------------------------------------------------------------------- presets
@@ -129,7 +171,9 @@ class RecordedProvider:
         self.queries.append(promql)
         if self.fail:
             raise ProviderError("Prometheus at http://127.0.0.1:9 did not answer within 10s")
-        fragment = next(key for key in self.answers if key in promql)
+        fragment = next((key for key in self.answers if key in promql), None)
+        if fragment is None:
+            raise ProviderError(f"no answer for {promql}")
         return parse_result(self.answers[fragment])
 
     async def online(self) -> bool:
@@ -179,6 +223,32 @@ async def test_an_unreachable_prometheus_is_an_error_never_a_pass() -> None:
     analysis = await run_check(RecordedProvider({}, fail=True), spec, "ns", "bot", "c", "s", {}, datetime.now(UTC))
     assert analysis.verdict == "Error"
     assert "did not answer" in analysis.objectives[0].reason
+
+
+class BrokenProvider(RecordedProvider):
+    """A backend whose client fails in a way nobody planned for."""
+
+    async def query(self, promql: str) -> list[Sample]:
+        raise KeyError("data")
+
+
+@pytest.mark.parametrize(
+    ("provider", "window", "reason"),
+    [
+        (BrokenProvider({}), "2m", "KeyError"),
+        (RecordedProvider({}, fail=True), "0s", "is empty"),
+        (RecordedProvider({}), "1.5m", "no answer for"),
+    ],
+    ids=["unplanned-error", "empty-window", "fractional-window"],
+)
+async def test_any_error_building_or_running_a_check_is_an_error_verdict(
+    provider: RecordedProvider, window: str, reason: str
+) -> None:
+    spec = _spec({"name": "errors", "preset": "error-rate", "max": 0.05})
+    spec.contract.window = window
+    analysis = await run_check(provider, spec, "ns", "bot", "c", "s", {}, datetime.now(UTC))
+    assert analysis.verdict == "Error"
+    assert reason in analysis.objectives[0].reason
 
 
 # ---------------------------------------------------------------------------------------- judges

@@ -16,8 +16,12 @@ from tests.examples import EXAMPLES, invalid_examples
 ROOT = Path(__file__).resolve().parents[2]
 
 
+CHART_CRDS = Path("charts", "ballast", "templates", "crds")
+
+
 def _copy_generated(tmp_path: Path) -> Path:
     shutil.copytree(ROOT / "crds", tmp_path / "crds")
+    shutil.copytree(ROOT / "charts", tmp_path / "charts")
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
     return tmp_path
 
@@ -35,6 +39,7 @@ def test_crds_check_names_the_stale_file_after_a_model_change(
     assert main(["crds", "--check", "--root", str(root)]) == 1
     err = capsys.readouterr().err
     assert f"stale: {root / 'crds' / 'ballast.dev_modeldeployments.yaml'} differs from the models" in err
+    assert f"stale: {root / CHART_CRDS / 'ballast.dev_modeldeployments.yaml'} differs from the models" in err
     assert f"stale: {root / 'README.md'}" in err
     assert "killswitches" not in err
     assert "+" in err  # the diff shows the change
@@ -45,7 +50,15 @@ def test_crds_writes_what_check_then_accepts(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(Fallback.model_fields["name"], "description", "A changed description.")
     assert main(["crds", "--root", str(root)]) == 0
     assert "A changed description." in (root / "crds" / "ballast.dev_modeldeployments.yaml").read_text()
+    assert "A changed description." in (root / CHART_CRDS / "ballast.dev_modeldeployments.yaml").read_text()
     assert main(["crds", "--check", "--root", str(root)]) == 0
+
+
+def test_crds_check_fails_when_the_chart_lacks_a_crd(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = _copy_generated(tmp_path)
+    (root / CHART_CRDS / "ballast.dev_clusterkillswitches.yaml").unlink()
+    assert main(["crds", "--check", "--root", str(root)]) == 1
+    assert f"{CHART_CRDS / 'ballast.dev_clusterkillswitches.yaml'} differs" in capsys.readouterr().err
 
 
 def test_crds_check_fails_when_a_crd_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

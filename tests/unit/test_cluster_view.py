@@ -8,6 +8,7 @@ from typing import Any
 from ballast.rollout.switch_selection import DeploymentEntry
 from ballast.shell.cluster_view import CLUSTER_KEY, ClusterView, deployment_entry, switch_of
 from ballast.shell.killswitch import KillSwitchDispatcher
+from ballast.shell.references import ServiceFacts
 from ballast.traffic.grants import grant_of
 
 
@@ -58,7 +59,7 @@ def cluster_view(switches: list[Any], deployments: list[DeploymentEntry], namesp
     by_namespace: dict[str, list[DeploymentEntry]] = {}
     for entry in deployments:
         by_namespace.setdefault(entry.namespace, []).append(entry)
-    services = {("a", "rules"): [[8080]]}  # a kopf index: every key holds a store of values
+    services = {("a", "rules"): [ServiceFacts(ports=(8080,))]}  # a kopf index: every key holds a store of values
     return ClusterView(namespaced, cluster, {k: [v] for k, v in namespaces.items()}, {}, by_namespace, services)
 
 

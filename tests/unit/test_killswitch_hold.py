@@ -12,6 +12,7 @@ from ballast.api.modeldeployment import ModelDeploymentSpec, Reject
 from ballast.rollout.observations import Commands, FallbackObservation, RevisionObservation
 from ballast.shell.cluster_view import deployment_entry, route_summary
 from ballast.shell.observe import observe_fallbacks
+from ballast.shell.ownership import Claims
 from ballast.shell.reconciler import Reconciler
 from ballast.traffic.acceptance import parents_digest, route_acceptance
 from ballast.traffic.backends import backends_for
@@ -100,7 +101,7 @@ def test_a_responder_with_one_ready_pod_of_two_is_usable() -> None:
         pass
 
     model_spec = spec({"fallbacks": [{"name": "sorry", "reject": {}}]})
-    found = observe_fallbacks(NoView(), MD, model_spec, [responder])  # type: ignore[arg-type]
+    found = observe_fallbacks(NoView(), NoView(), MD, model_spec, [responder], Claims())  # type: ignore[arg-type]
     assert found["sorry"].usable
 
 
@@ -160,7 +161,8 @@ def test_stop_pods_stops_the_model_after_the_drain_and_restores_it_before_users_
     assert (back.status.current_step, back.status.kill_switch.stopped) == (0, False)
 
 
-def test_a_stopped_model_that_never_serves_again_gets_its_users_back_at_the_deadline_with_a_warning() -> None:
+def stopped_then_released() -> Run:
+    """A model stopped by a switch (drained for 1s), the switch then deleted while its pods are still down."""
     run = Run(stopping_spec(drain="1s"))
     run.observed = {"aaa": READY}
     run.step("aaa")
@@ -170,6 +172,11 @@ def test_a_stopped_model_that_never_serves_again_gets_its_users_back_at_the_dead
     run.step("aaa", 1)
     run.observed = {"aaa": RevisionObservation()}
     run.switches = ()
+    return run
+
+
+def test_a_stopped_model_that_never_serves_again_gets_its_users_back_at_the_deadline_with_a_warning() -> None:
+    run = stopped_then_released()
     assert run.step("aaa", 1).status.weights.fallback == 100
     late = run.step("aaa", 300)
     assert late.status.weights.stable == 100
@@ -351,15 +358,7 @@ def test_a_gateway_report_reconciles_the_deployments_of_that_route_only_when_it_
 
 
 def test_a_switch_requested_again_while_the_stopped_model_restarts_keeps_users_off_and_stops_it_again() -> None:
-    run = Run(stopping_spec(drain="1s"))
-    run.observed = {"aaa": READY}
-    run.step("aaa")
-    run.fallbacks = {"rules": RULES_OK}
-    run.switches = (SWITCH,)
-    run.step("aaa", 1)
-    run.step("aaa", 1)
-    run.observed = {"aaa": RevisionObservation()}
-    run.switches = ()
+    run = stopped_then_released()
     run.step("aaa", 1)
     assert replicas(run) == {"aaa": 2}
     run.switches = (SWITCH,)

@@ -48,9 +48,24 @@ def test_hash_ignores_key_order() -> None:
     assert revision_hash(reordered) == revision_hash(TEMPLATE_SPEC)
 
 
-def test_image_shorthand_hashes_only_what_was_written() -> None:
+def test_image_shorthand_hashes_what_was_written_and_what_reaches_the_pod() -> None:
     spec = {"model": {"name": "m", "image": "i:1", "args": ["a"]}}
-    assert revision_inputs(spec) == {"image": "i:1", "args": ["a"]}
+    assert revision_inputs(spec) == {"image": "i:1", "args": ["a"], "modelName": "m", "port": 8000}
+
+
+def test_the_model_name_is_a_new_revision() -> None:
+    """Pods carry the model name as a label (Prometheus reads it): a new name is a canary, not a restart."""
+    renamed = copy.deepcopy(TEMPLATE_SPEC)
+    renamed["model"]["name"] = "llama-2"
+    assert revision_hash(renamed) != revision_hash(TEMPLATE_SPEC)
+
+
+def test_the_traffic_port_is_a_new_revision() -> None:
+    """The server listens on traffic.port (the shorthand's containerPort, every revision's Service target)."""
+    for base in (TEMPLATE_SPEC, {"model": {"name": "m", "image": "i:1"}, "traffic": {"port": 8000}}):
+        moved = copy.deepcopy(base)
+        moved["traffic"]["port"] = 9000
+        assert revision_hash(moved) != revision_hash(base)
 
 
 def test_api_server_defaulting_does_not_move_any_example_revision() -> None:

@@ -9,9 +9,13 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
-from ballast.api.status import Analysis, KillSwitchSource, ModelDeploymentStatus
+from ballast.api.status import HISTORY_LIMIT, Analysis, HistoryEntry, KillSwitchSource, ModelDeploymentStatus
+from ballast.api.timestamps import parse_time
+from ballast.api.types import parse_duration
+from ballast.rollout.check_scope import began_in
 from ballast.rollout.core import Decision, decide, replicas_for_share
-from ballast.rollout.observations import Commands, FallbackObservation, Observations, RevisionObservation
+from ballast.rollout.observations import Commands, FallbackObservation, Observations, Refusal, RevisionObservation
+from tests.unit.test_durations import ANY_DURATION
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 READY = RevisionObservation(available=True, ready_replicas=2)
@@ -48,11 +52,20 @@ class Run:
         self.switches: tuple[KillSwitchSource, ...] = ()
         self.fallbacks: dict[str, FallbackObservation] = {}
         self.mirror_supported = True
+        self.conflicts: tuple[str, ...] = ()
+        self.route_refused: Refusal | None = None
         self.decisions: list[Decision] = []
 
     def observations(self, analysis: Analysis | None = None) -> Observations:
         return Observations(
-            self.observed, self.commands, analysis, self.switches, self.fallbacks, self.mirror_supported
+            self.observed,
+            self.commands,
+            analysis,
+            self.switches,
+            self.fallbacks,
+            self.mirror_supported,
+            self.conflicts,
+            self.route_refused,
         )
 
     def step(self, revision: str, seconds: float = 0) -> Decision:
@@ -144,6 +157,35 @@ def test_crash_looping_pods_roll_back_at_once() -> None:
     assert run.status.weights.stable == 100
 
 
+POD_SECURITY_REFUSAL = 'pods "m-bbb-x" is forbidden: violates PodSecurity "restricted:latest": runAsNonRoot != true'
+
+
+def test_a_canary_whose_pods_are_refused_is_rolled_back_at_once_with_the_reason() -> None:
+    run = Run()
+    run.step("aaa")
+    run.observed = {"aaa": READY, "bbb": RevisionObservation(available=False, refused=POD_SECURITY_REFUSAL)}
+    run.step("bbb")  # the canary starts
+    decision = run.step("bbb", 1)  # its ReplicaSet reports the refusal: no wait for the progress deadline
+    assert decision.status.phase == "RolledBack"
+    assert decision.events[-1].reason == "PodsRefused"
+    assert POD_SECURITY_REFUSAL in decision.events[-1].message
+    assert {r.name: r.replicas for r in decision.status.revisions} == {"aaa": 2, "bbb": 0}
+    degraded = next(c for c in decision.status.conditions if c.type == "Degraded")
+    assert degraded.status == "True"
+    assert POD_SECURITY_REFUSAL in degraded.message
+    # Not retried: the same template stays rolled back.
+    assert run.step("bbb", 600).status.phase == "RolledBack"
+
+
+def test_a_first_revision_whose_pods_are_refused_is_reported_not_ready_with_the_reason() -> None:
+    run = Run()
+    run.observed = {"aaa": RevisionObservation(available=False, refused=POD_SECURITY_REFUSAL)}
+    decision = run.step("aaa")
+    ready = next(c for c in decision.status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "PodsRefused")
+    assert POD_SECURITY_REFUSAL in ready.message
+
+
 def test_abort_returns_everything_to_stable_once_per_token() -> None:
     run = Run()
     run.to_first_step()
@@ -201,7 +243,14 @@ def test_conditions_follow_the_phase() -> None:
     run.observed = {"aaa": READY}
     run.step("aaa")
     conditions = {c.type: c.status for c in run.status.conditions}
-    assert conditions == {"Ready": "True", "Progressing": "False", "Degraded": "False", "KillSwitchEngaged": "False"}
+    assert conditions == {
+        "Ready": "True",
+        "Progressing": "False",
+        "Degraded": "False",
+        "KillSwitchEngaged": "False",
+        "ChildrenOwned": "True",
+        "RouteAccepted": "True",
+    }
 
 
 # ------------------------------------------------------------------------------------ properties
@@ -223,31 +272,37 @@ EVENTS = st.lists(
 SWITCH = KillSwitchSource(kind="KillSwitch", name="incident", namespace="ns", reason="withdrawn policy")
 
 
+def apply_event(run: Run, event: tuple[Any, ...], revision: str) -> str:
+    """Change the world as one history event says; returns the template's revision after it."""
+    kind = event[0]
+    if kind == "template":
+        return str(event[1])
+    if kind == "wait":
+        run.now += timedelta(seconds=event[1])
+    elif kind == "available":
+        run.observed[event[1]] = RevisionObservation(available=event[2], ready_replicas=2 if event[2] else 0)
+    elif kind == "crash":
+        run.observed[event[1]] = RevisionObservation(available=False, restarts=5)
+    elif kind == "promote":
+        run.commands = Commands(promote=f"p{event[1]}", abort=run.commands.abort, paused=run.commands.paused)
+    elif kind == "abort":
+        run.commands = Commands(promote=run.commands.promote, abort=f"a{event[1]}", paused=run.commands.paused)
+    elif kind == "pause":
+        run.commands = Commands(promote=run.commands.promote, abort=run.commands.abort, paused=event[1])
+    elif kind == "switch":
+        run.switches = (SWITCH,) if event[1] else ()
+    elif kind == "fallback":
+        run.fallbacks = {event[1]: FallbackObservation(usable=event[2], problem="" if event[2] else "gone")}
+    return revision
+
+
 def replay(events: list[tuple[Any, ...]], model_spec: ModelDeploymentSpec | None = None) -> Run:
     run = Run(model_spec)
     revision = "r0"
     run.observed = {"r0": READY}
     run.step(revision)
     for event in events:
-        kind = event[0]
-        if kind == "template":
-            revision = event[1]
-        elif kind == "wait":
-            run.now += timedelta(seconds=event[1])
-        elif kind == "available":
-            run.observed[event[1]] = RevisionObservation(available=event[2], ready_replicas=2 if event[2] else 0)
-        elif kind == "crash":
-            run.observed[event[1]] = RevisionObservation(available=False, restarts=5)
-        elif kind == "promote":
-            run.commands = Commands(promote=f"p{event[1]}", abort=run.commands.abort, paused=run.commands.paused)
-        elif kind == "abort":
-            run.commands = Commands(promote=run.commands.promote, abort=f"a{event[1]}", paused=run.commands.paused)
-        elif kind == "pause":
-            run.commands = Commands(promote=run.commands.promote, abort=run.commands.abort, paused=event[1])
-        elif kind == "switch":
-            run.switches = (SWITCH,) if event[1] else ()
-        elif kind == "fallback":
-            run.fallbacks = {event[1]: FallbackObservation(usable=event[2], problem="" if event[2] else "gone")}
+        revision = apply_event(run, event, revision)
         before = run.status
         decision = run.step(revision)
         check_transition(before, decision.status)
@@ -318,13 +373,18 @@ def test_deciding_again_on_its_own_output_converges_without_repeating(events: li
     revision = run.status.canary_revision or run.status.stable_revision
     assert revision is not None
     observations = run.observations()
-    status, seen_ids = run.status, {h.id for h in run.status.history}
+    status = run.status
+
+    def what(entry: HistoryEntry) -> tuple[Any, ...]:
+        return (entry.action, entry.revision, entry.step, entry.reason, entry.message)
+
+    seen = {what(h) for h in run.decisions[-1].history}  # what the decision that wrote this status recorded
     # Availability enters step 1, a pending promote moves once, the hold refreshes its message: 4 at most.
     for _ in range(5):
         again = decide(run.spec, revision, run.generation, status, observations, run.now)
-        new_ids = [h.id for h in again.history]
-        assert not seen_ids & set(new_ids)
-        seen_ids |= set(new_ids)
+        new = [what(h) for h in again.history]
+        assert not seen & set(new)
+        seen |= set(new)
         if again.status == status:
             break
         if status.current_step is not None and again.status.current_step is not None:
@@ -386,9 +446,11 @@ def check(verdict: str, value: float | None = None, revision: str = "bbb", reaso
     )  # fmt: skip
 
 
-def judged(run: Run, revision: str, analysis: Any, seconds: float = 0) -> Decision:
+def judged(run: Run, revision: str, analysis: Any, seconds: float = 0, *, began: Any = None) -> Decision:
+    """Decide with a verdict whose check began in `began` (by default the status in force when it is handed over)."""
     run.now += timedelta(seconds=seconds)
-    decision = decide(run.spec, revision, run.generation, run.status, run.observations(analysis), run.now)
+    measured = began_in(analysis, began or run.status)
+    decision = decide(run.spec, revision, run.generation, run.status, run.observations(measured), run.now)
     run.status = decision.status
     return decision
 
@@ -465,3 +527,245 @@ def test_consecutive_inconclusive_checks_beyond_the_limit_roll_back() -> None:
     rolled = judged(run, "bbb", check("Inconclusive"), 5)
     assert rolled.status.phase == "RolledBack"
     assert "inconclusiveLimit 2" in rolled.events[-1].message
+
+
+# -------------------------------------------------------------------- verdicts bound to their step
+
+
+def test_a_check_begun_in_one_step_does_not_pass_the_next() -> None:
+    run = canary_at_first_step(analysed_spec(steps=[{"weight": 10, "pause": "30s"}, {"weight": 50, "pause": "30s"},
+                                                    {"weight": 100}]))  # fmt: skip
+    judged(run, "bbb", check("Passed", 0.4), 10)
+    step_one = run.status
+    run.step("bbb", 30)
+    assert run.status.current_step == 1
+    # A check that began at 10% finishes now: it measured step 1, not step 2.
+    judged(run, "bbb", check("Passed", 0.4), 1, began=step_one)
+    assert run.step("bbb", 60).status.current_step == 1
+    assert "waiting for a passing contract check" in run.status.message
+    assert judged(run, "bbb", check("Passed", 0.4), 1).status.current_step == 2
+
+
+def test_a_stale_verdict_changes_nothing_at_all() -> None:
+    run = canary_at_first_step(analysed_spec(steps=[{"weight": 10, "pause": "30s"}, {"weight": 50, "pause": "30s"},
+                                                    {"weight": 100}], failureLimit=0))  # fmt: skip
+    step_one = run.status
+    run.step("bbb", 10)
+    judged(run, "bbb", check("Passed", 0.4), 0)
+    run.step("bbb", 30)
+    before = run.step("bbb").status  # what deciding again without a verdict gives
+    for verdict in ("Passed", "Failed", "Inconclusive", "Error"):
+        stale = judged(run, "bbb", check(verdict, 9.0, reason="x"), 0, began=step_one)
+        assert stale.status == before
+        assert stale.events == ()
+
+
+def test_a_check_begun_before_a_switch_does_not_count_after_its_release() -> None:
+    run = canary_at_first_step(analysed_spec(steps=[{"weight": 10, "pause": "30s"}, {"weight": 100}]))
+    before_switch = run.status
+    run.switches = (SWITCH,)
+    run.fallbacks = {}
+    run.step("bbb", 5)
+    run.switches = ()
+    run.step("bbb", 60)  # released: the step's pause starts again
+    judged(run, "bbb", check("Passed", 0.4), 40, began=before_switch)
+    assert run.status.passed_step is None
+    assert run.status.current_step == 0
+
+
+# ---------------------------------------------------------------------- due times never in the past
+
+
+def test_a_held_step_whose_pause_passed_waits_for_the_check_not_the_clock() -> None:
+    run = canary_at_first_step(analysed_spec(steps=[{"weight": 10, "pause": "30s"}, {"weight": 100}]))
+    held = run.step("bbb", 45).status
+    assert "waiting for a passing contract check" in held.message
+    # Nothing in the core falls due before the next verdict: the shell wakes it when a check finishes.
+    assert held.next_check_at is None or parse_time(held.next_check_at) > run.now
+
+
+def test_a_sub_second_pause_is_due_after_it_ends_not_before() -> None:
+    run = canary_at_first_step(spec(steps=[{"weight": 10, "pause": "1.5s"}, {"weight": 100}]))
+    run.now += timedelta(milliseconds=300)
+    run.step("bbb")
+    assert run.status.next_check_at is not None
+    due = parse_time(run.status.next_check_at)
+    assert due > run.now
+    run.now = due
+    assert run.step("bbb").status.current_step == 1
+
+
+def test_the_inconclusive_deadline_rolls_back_on_time_without_another_verdict() -> None:
+    run = canary_at_first_step(
+        analysed_spec(inconclusiveDeadline="1m", steps=[{"weight": 10, "approval": True}, {"weight": 100}])
+    )
+    judged(run, "bbb", check("Error", reason="Prometheus did not answer within 10s"), 5)
+    due = parse_time(run.status.next_check_at or "")
+    assert due == run.now + timedelta(minutes=1)
+    run.now = due
+    rolled = run.step("bbb")  # the tick at the deadline; the next check has not finished yet
+    assert rolled.status.phase == "RolledBack"
+    assert rolled.events[-1].reason == "MetricsUnavailable"
+    assert "no conclusive check for 1m" in rolled.events[-1].message
+
+
+# --------------------------------------------------------------- properties over verdicts and durations
+
+VERDICTS = ("Passed", "Failed", "Inconclusive", "Error")
+# A verdict whose check began `age` decisions ago: 0 is the status in force, older ones may be another step's.
+VERDICT_EVENTS = st.tuples(st.just("verdict"), st.sampled_from(VERDICTS), st.integers(min_value=0, max_value=4))
+HISTORIES = st.lists(
+    st.one_of(
+        VERDICT_EVENTS,
+        VERDICT_EVENTS,
+        st.tuples(st.just("template"), st.sampled_from(["r1", "r2"])),
+        st.tuples(st.just("wait"), st.integers(min_value=0, max_value=90)),
+        st.tuples(st.just("available"), st.sampled_from(["r1", "r2"]), st.booleans()),
+        st.tuples(st.just("promote"), st.integers(0, 3)),
+        st.tuples(st.just("pause"), st.booleans()),
+        st.tuples(st.just("switch"), st.booleans()),
+    ),
+    max_size=50,
+)
+
+
+def binding(status: ModelDeploymentStatus) -> tuple[Any, ...]:
+    step = -1 if status.current_step is None else status.current_step
+    return status.canary_revision, step, status.weights.canary, status.step_started_at
+
+
+def hand_over(run: Run, revision: str, analysis: Analysis, began: ModelDeploymentStatus) -> None:
+    """Decide with a verdict, checking what a verdict may and may not do."""
+    measured = began_in(analysis.model_copy(update={"revision": began.canary_revision or ""}), began)
+    before = run.status
+    decision = decide(run.spec, revision, run.generation, before, run.observations(measured), run.now)
+    without = decide(run.spec, revision, run.generation, before, run.observations(), run.now)
+    after = decision.status
+    if binding(began) != binding(before) or began.canary_revision is None:
+        # Stale: it measured another step, other weights or another revision; it changes nothing.
+        assert (after, decision.events) == (without.status, without.events)
+    if after.canary_revision == before.canary_revision and after.failed_checks > before.failed_checks:
+        assert analysis.verdict == "Failed"
+        assert binding(began) == binding(before)
+        assert after.failed_checks == before.failed_checks + 1
+    steps = run.spec.rollout.effective_steps()
+    moved = before.current_step is not None and after.current_step == before.current_step + 1
+    if moved and after.canary_revision == before.canary_revision and before.current_step is not None:
+        passed_now = analysis.verdict == "Passed" and binding(began) == binding(before)
+        promoted = after.handled_commands != before.handled_commands
+        assert (
+            passed_now
+            or before.passed_step == before.current_step
+            or promoted
+            or not steps[before.current_step].analysis
+        )
+    run.status = decision.status
+    run.decisions.append(decision)
+
+
+def replay_with_verdicts(events: list[tuple[Any, ...]], model_spec: ModelDeploymentSpec) -> Run:
+    run = Run(model_spec)
+    revision = "r0"
+    run.observed = {"r0": READY}
+    run.step(revision)
+    for event in events:
+        kind = event[0]
+        if kind == "verdict":
+            statuses = [d.status for d in run.decisions]
+            began = statuses[max(0, len(statuses) - 1 - event[2])]
+            hand_over(run, revision, check(event[1], 2.0 if event[1] == "Failed" else 0.5, reason="r"), began)
+        else:
+            revision = apply_event(run, event, revision)
+            before = run.status
+            run.step(revision)
+            check_transition(before, run.status)
+            deadline_holds(run, before)
+        # A due time already past would wake the shell every tick for nothing (zero durations are due now).
+        due = run.status.next_check_at
+        assert due is None or parse_time(due) >= run.now, f"due {due} is before {run.now}"
+    return run
+
+
+def deadline_holds(run: Run, before: ModelDeploymentStatus) -> None:
+    """A hold that has lasted inconclusiveDeadline rolls back at the first decision after it, verdict or not."""
+    s = run.status
+    canary = before.canary_revision
+    if not (before.inconclusive_since and canary and s.canary_revision == canary and not run.switches):
+        return
+    live = run.observed.get(canary, RevisionObservation(exists=False))
+    if not live.available or before.phase not in ("Progressing", "Promoting", "Paused"):
+        return
+    over = run.now - parse_time(before.inconclusive_since) >= parse_duration(run.spec.rollout.inconclusive_deadline)
+    if over:
+        assert s.phase == "RolledBack"
+
+
+HISTORY_SPECS = st.sampled_from(
+    [
+        analysed_spec(inconclusiveDeadline="2m", failureLimit=1),
+        analysed_spec(inconclusiveDeadline="45s", shadow={"duration": "20s"},
+                      steps=[{"weight": 20, "pause": "15s"}, {"weight": 60, "approval": True}, {"weight": 100}]),
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(HISTORIES, HISTORY_SPECS)
+def test_verdicts_count_only_for_the_step_they_measured_over_any_history(
+    events: list[tuple[Any, ...]], model_spec: ModelDeploymentSpec
+) -> None:
+    replay_with_verdicts(events, model_spec)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {
+            "interval": ANY_DURATION,
+            "progressDeadline": ANY_DURATION,
+            "inconclusiveDeadline": ANY_DURATION,
+            "scaleDownDelay": ANY_DURATION,
+            "pause": ANY_DURATION,
+            "shadow": ANY_DURATION,
+        }
+    ),
+    HISTORIES,
+)
+def test_every_duration_the_crd_accepts_works_in_the_core(durations: dict[str, str], events: list[Any]) -> None:
+    """Whatever the grammar allows (fractions, compounds, zero, centuries), the core decides and never
+    names a due time that has already passed."""
+    pause, shadow = durations.pop("pause"), durations.pop("shadow")
+    model_spec = analysed_spec(
+        **durations, shadow={"duration": shadow}, steps=[{"weight": 30, "pause": pause}, {"weight": 100}]
+    )
+    replay_with_verdicts(events, model_spec)
+
+
+# ------------------------------------------------------------------------------- decisions kept
+
+
+def test_every_hold_episode_is_a_decision_long_after_the_history_is_cut() -> None:
+    """80 hold episodes at one step: 80 Events and 80 entries, each with an id never seen before,
+    although status keeps only the last HISTORY_LIMIT entries."""
+    run = canary_at_first_step(analysed_spec(steps=[{"weight": 10, "approval": True}, {"weight": 100}]))
+    seen = [h.id for h in run.status.history]
+    holds = 0
+    for _ in range(80):
+        held = judged(run, "bbb", check("Inconclusive", reason="3 requests"), 1)
+        holds += sum(1 for e in held.events if e.reason == "CheckInconclusive")
+        assert [h.action for h in held.history] == ["check-held"]
+        seen += [h.id for h in held.history]
+        judged(run, "bbb", check("Passed", 0.3), 1)
+    assert holds == 80
+    assert len(seen) == len(set(seen))
+    assert len(run.status.history) == HISTORY_LIMIT
+    assert run.status.decisions == len(seen)
+
+
+def test_pausing_twice_at_one_step_is_two_decisions() -> None:
+    run = canary_at_first_step(analysed_spec(steps=[{"weight": 10, "approval": True}, {"weight": 100}]))
+    actions = []
+    for paused in (True, False, True, False):
+        run.commands = Commands(paused=paused)
+        actions += [h.action for h in run.step("bbb", 1).history]
+    assert actions == ["pause", "resume", "pause", "resume"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from datetime import datetime
 
@@ -12,6 +13,8 @@ from ballast.analysis.queries import Scope, TemplateError, preset_query, render_
 from ballast.api.modeldeployment import ModelDeploymentSpec, Objective
 from ballast.api.status import Analysis, ObjectiveResult
 from ballast.api.timestamps import format_time
+
+log = logging.getLogger("ballast.checks")
 
 
 def by_revision(samples: list[Sample]) -> dict[str, float]:
@@ -45,10 +48,10 @@ async def run_check(
     now: datetime,
 ) -> Analysis:
     """Judge `canary` (against `stable` for relative bounds) over the contract's window."""
-    scope = Scope(namespace, name, tuple(r for r in (canary, stable) if r), spec.contract.window)
     objectives = spec.contract.objectives
     results: list[ObjectiveResult]
     try:
+        scope = Scope(namespace, name, tuple(r for r in (canary, stable) if r), spec.contract.window)
         samples, values = await asyncio.gather(
             provider.query(requests_query(spec.model.runtime, scope)),
             asyncio.gather(*(_values(provider, spec, o, scope, services) for o in objectives)),
@@ -62,6 +65,9 @@ async def run_check(
         results = [error_result(o, str(error)) for o in objectives]
     except TemplateError as error:
         results = [error_result(o, f"query template: {error}") for o in objectives]
+    except Exception as error:  # a check never raises: whatever stops it is an Error verdict, counted and shown
+        log.exception("contract check of %s/%s could not run", namespace, name)
+        results = [error_result(o, f"the check could not run: {type(error).__name__}: {error}") for o in objectives]
     return Analysis(
         at=format_time(now), revision=canary, window=spec.contract.window, verdict=overall(results), objectives=results
     )

@@ -11,14 +11,14 @@ import re
 from dataclasses import dataclass
 
 from ballast.api.presets import Preset, Runtime
+from ballast.api.types import parse_duration, whole_units
 
 TEMPLATE_VARIABLES = ("namespace", "name", "revision", "service", "window")
 _VARIABLE = re.compile(r"\{\{\s*([A-Za-z_]+)\s*\}\}")
-_DURATION = re.compile(r"^([0-9]+(ms|s|m|h))+$")
 
 
 class TemplateError(ValueError):
-    """A custom query uses an unknown variable or a value that cannot be a PromQL duration."""
+    """A custom query uses an unknown variable, or the window cannot be a PromQL duration."""
 
 
 def escape_label_value(value: str) -> str:
@@ -41,8 +41,17 @@ class Scope:
     window: str
 
     def __post_init__(self) -> None:
-        if not _DURATION.match(self.window):
-            raise TemplateError(f"window {self.window!r} is not a PromQL duration such as 2m")
+        try:
+            length = parse_duration(self.window)
+        except ValueError as error:
+            raise TemplateError(f"window {self.window!r} is not a duration such as 2m or 1.5m") from error
+        if whole_units(length) == "0s":
+            raise TemplateError(f"window {self.window!r} is empty: a range needs at least 1ms")
+
+    @property
+    def range(self) -> str:
+        """The window as PromQL reads it: whole units (`1.5m` -> `1m30s`), the CRD's Go durations allow fractions."""
+        return whole_units(parse_duration(self.window))
 
     @property
     def selector(self) -> str:
@@ -57,7 +66,7 @@ def render_template(template: str, scope: Scope, revision: str, service: str) ->
         "name": escape_label_value(scope.name),
         "revision": escape_label_value(revision),
         "service": escape_label_value(service),
-        "window": scope.window,  # validated as a duration in Scope
+        "window": scope.range,
     }
 
     def substitute(match: re.Match[str]) -> str:
@@ -73,12 +82,12 @@ def render_template(template: str, scope: Scope, revision: str, service: str) ->
 
 
 def _quantile(metric: str, q: float, scope: Scope) -> str:
-    return f"histogram_quantile({q}, sum by (revision, le) (rate({metric}_bucket{{{scope.selector}}}[{scope.window}])))"
+    return f"histogram_quantile({q}, sum by (revision, le) (rate({metric}_bucket{{{scope.selector}}}[{scope.range}])))"
 
 
 def _rate(metric: str, scope: Scope, extra: str = "") -> str:
     matchers = scope.selector + (f",{extra}" if extra else "")
-    return f"sum by (revision) (rate({metric}{{{matchers}}}[{scope.window}]))"
+    return f"sum by (revision) (rate({metric}{{{matchers}}}[{scope.range}]))"
 
 
 def _ratio_or_zero(numerator: str, denominator: str) -> str:
@@ -137,4 +146,4 @@ def requests_query(runtime: Runtime, scope: Scope) -> str:
         counter = "nv_inference_count"
     else:
         counter = "http_requests_total"
-    return f"sum by (revision) (increase({counter}{{{scope.selector}}}[{scope.window}]))"
+    return f"sum by (revision) (increase({counter}{{{scope.selector}}}[{scope.range}]))"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 
@@ -26,6 +26,15 @@ class Rule:
         if self.field_path:
             out["fieldPath"] = self.field_path
         return out
+
+
+def checked_by(*rules: Rule) -> Any:
+    """Field metadata that carries CEL rules on a scalar, list or map field (inside `Annotated`).
+
+    All of a field's rules must be given in one call: pydantic keeps only the last `json_schema_extra`.
+    """
+    validations: list[Any] = [r.to_schema() for r in rules]
+    return Field(json_schema_extra={"x-kubernetes-validations": validations})
 
 
 def _attach_rules(schema: dict[str, Any], model: type[BaseModel]) -> None:

@@ -9,6 +9,9 @@ from pydantic import Field, StringConstraints
 from ballast.api.base import Rule, SpecModel, StatusModel
 from ballast.api.types import Condition, DNSLabel, DNSSubdomain, LabelSelector, keyed_list
 
+# Every namespace carries this label (set by the API server), so `Exists` on it selects them all.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 RequestedBy = Annotated[str, StringConstraints(max_length=256)]
 
@@ -40,6 +43,16 @@ class ClusterKillSwitchSpec(SpecModel):
             "(has(self.namespaces) ? 1 : 0) + (has(self.namespaceSelector) ? 1 : 0)"
             " + (self.allNamespaces ? 1 : 0) == 1",
             "a ClusterKillSwitch needs exactly one of namespaces, namespaceSelector, or allNamespaces: true",
+        ),
+        Rule(
+            "!has(self.namespaceSelector) || "
+            "(has(self.namespaceSelector.matchLabels) && size(self.namespaceSelector.matchLabels) > 0) || "
+            "(has(self.namespaceSelector.matchExpressions) && self.namespaceSelector.matchExpressions.exists(e, "
+            f"e.operator == 'In' || (e.operator == 'Exists' && e.key != '{NAMESPACE_NAME_LABEL}')))",
+            "namespaceSelector must name what it selects (a matchLabels entry, an In term, or Exists on a key "
+            f"other than {NAMESPACE_NAME_LABEL}): made only of NotIn, DoesNotExist or Exists on "
+            f"{NAMESPACE_NAME_LABEL} it selects every namespace; say allNamespaces: true for that",
+            field_path=".namespaceSelector",
         ),
     )
 

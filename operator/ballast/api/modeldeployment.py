@@ -6,18 +6,39 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from ballast.api.base import OpenModel, Rule, SpecModel
+from ballast.api.base import OpenModel, Rule, SpecModel, checked_by
+from ballast.api.network import HeaderValue, WebhookURL, regular_expression_rule
 from ballast.api.presets import Preset, Runtime, presets_cel_condition, presets_table_text
+from ballast.api.promql import QueryTemplate
 from ballast.api.types import (
+    DURATION,
     DNSLabel,
     DNSSubdomain,
-    Duration,
+    GatewayDuration,
     Hostname,
+    LabelValue,
     Money,
     Percent,
     Port,
     keyed_list,
+    keys_are_qualified_names,
+    within,
 )
+
+# Bounds of every duration field: nothing overflows date arithmetic, and where zero would be a busy
+# loop or an empty measurement window, zero is refused.
+CheckInterval = Annotated[str, DURATION, within("1s", "1h")]
+MeasureWindow = Annotated[str, DURATION, within("10s", "24h")]
+BurnWindow = Annotated[str, DURATION, within("10s", "720h")]
+Deadline = Annotated[str, DURATION, within("1s", "168h")]
+Hold = Annotated[str, DURATION, within("0s", "168h")]
+CallTimeout = Annotated[str, DURATION, within("100ms", "5m")]
+Drain = Annotated[str, DURATION, within("0s", "24h")]  # as long as a request may run (traffic.timeouts)
+
+# What a pod allows: the Kubernetes limit on all annotations of one object, and a budget for
+# command, args and env well inside the kernel's limit on a process's arguments and environment.
+ANNOTATIONS_MAX_BYTES = 256 * 1024
+PROCESS_INPUT_MAX_BYTES = 256 * 1024
 
 # ---------------------------------------------------------------------------------------- model
 
@@ -42,11 +63,21 @@ class PodSpecTemplate(OpenModel):
 class TemplateMetadata(SpecModel):
     """Labels and annotations copied onto every pod of the revision."""
 
-    labels: dict[str, Annotated[str, StringConstraints(max_length=63)]] = Field(
-        default_factory=dict, max_length=64, description="Pod labels."
-    )
-    annotations: dict[str, Annotated[str, StringConstraints(max_length=4096)]] = Field(
-        default_factory=dict, max_length=64, description="Pod annotations."
+    labels: Annotated[
+        dict[str, LabelValue], checked_by(*keys_are_qualified_names("template labels", reserved=True))
+    ] = Field(default_factory=dict, max_length=64, description="Pod labels (keys under ballast.dev/ are reserved).")
+    annotations: Annotated[
+        dict[str, Annotated[str, StringConstraints(max_length=65536)]],
+        checked_by(
+            *keys_are_qualified_names("template annotations", reserved=True),
+            Rule(
+                f"self.map(k, size(bytes(k)) + size(bytes(self[k]))).sum() <= {ANNOTATIONS_MAX_BYTES}",
+                f"template annotations must total at most {ANNOTATIONS_MAX_BYTES} bytes (keys and values), "
+                "the Kubernetes limit for a pod",
+            ),
+        ),
+    ] = Field(
+        default_factory=dict, max_length=64, description="Pod annotations (keys under ballast.dev/ are reserved)."
     )
 
 
@@ -60,7 +91,10 @@ class PodTemplate(SpecModel):
 class EnvVar(SpecModel):
     """An environment variable for the `image` shorthand."""
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(description="Variable name.")
+    # Kubernetes' rule for environment variable names (a C identifier that may also hold '-' and '.').
+    name: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")] = (
+        Field(description="Variable name: letters, digits, '_', '-' or '.', not starting with a digit.")
+    )
     # No default: the API server would write it into stored objects and move the revision hash.
     value: Annotated[str, StringConstraints(max_length=32768)] | None = Field(default=None, description="Value.")
 
@@ -94,6 +128,14 @@ class ModelSpec(SpecModel):
         Rule(
             "!has(self.template) || (!has(self.args) && !has(self.command) && !has(self.env))",
             "spec.model.args, command and env apply only with image; with a template, set them on its container",
+        ),
+        Rule(
+            "(has(self.command) ? self.command.map(c, size(bytes(c))).sum() : 0)"
+            " + (has(self.args) ? self.args.map(a, size(bytes(a))).sum() : 0)"
+            " + (has(self.env) ? self.env.map(e, size(bytes(e.name)) + (has(e.value) ? size(bytes(e.value)) : 0))"
+            f".sum() : 0) <= {PROCESS_INPUT_MAX_BYTES}",
+            f"spec.model command, args and env together must stay within {PROCESS_INPUT_MAX_BYTES} bytes "
+            "(what a container's process can be started with, with room to spare)",
         ),
     )
 
@@ -144,18 +186,36 @@ class RouteRef(SpecModel):
 class HeaderMatch(SpecModel):
     """A request header that sends a request to the canary regardless of weights (an A/B slice)."""
 
+    __cel_rules__ = (regular_expression_rule(),)
+
     name: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")] = (
         Field(description="Header name.")
     )
-    value: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(description="Header value.")
+    value: HeaderValue = Field(description="Header value, or an RE2 regular expression with RegularExpression.")
     type: Literal["Exact", "RegularExpression"] = Field(default="Exact", description="How to match the value.")
 
 
 class Timeouts(SpecModel):
-    """HTTPRoute timeouts; generations take long, so the defaults are generous."""
+    """HTTPRoute timeouts; generations take long, so the defaults are generous.
 
-    request: Duration = Field(default="300s", description="Whole request, client to response.")
-    backend_request: Duration = Field(default="300s", description="One request from the Gateway to a backend.")
+    The Gateway API's duration grammar (no fractions) and its rule between the two, since the
+    HTTPRoute is what reads them; 0s means no timeout.
+    """
+
+    __cel_rules__ = (
+        Rule(
+            "duration(self.request) == duration('0s') || duration(self.backendRequest) <= duration(self.request)",
+            "traffic.timeouts.backendRequest cannot be longer than request (unless request is 0s, no timeout)",
+            field_path=".backendRequest",
+        ),
+    )
+
+    request: Annotated[GatewayDuration, within("0s", "24h")] = Field(
+        default="300s", description="Whole request, client to response (0s: none)."
+    )
+    backend_request: Annotated[GatewayDuration, within("0s", "24h")] = Field(
+        default="300s", description="One request from the Gateway to a backend (0s: none)."
+    )
 
 
 class TrafficSpec(SpecModel):
@@ -214,10 +274,10 @@ class Objective(SpecModel):
 
     name: DNSLabel = Field(description="Name of the objective, unique in the contract.")
     preset: Preset | None = Field(default=None, description="A metric preset of the runtime (see the table).")
-    query: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = Field(
+    query: QueryTemplate | None = Field(
         default=None,
         description="A PromQL template returning one value; variables {{namespace}}, {{name}}, {{revision}}, "
-        "{{service}}, {{window}}.",
+        "{{service}}, {{window}}; every selector names {{revision}} or {{service}}.",
     )
     max: float | None = Field(default=None, description="Absolute upper bound (seconds for latencies, ratios 0-1).")
     min: float | None = Field(default=None, description="Absolute lower bound.")
@@ -232,8 +292,16 @@ class Objective(SpecModel):
 class BurnRateWindow(SpecModel):
     """A multiwindow burn-rate alert: both windows must burn faster than `burnRate`."""
 
-    long: Duration = Field(description="The long window, for example 1h.")
-    short: Duration = Field(description="The short window that confirms the breach is still happening.")
+    __cel_rules__ = (
+        Rule(
+            "duration(self.short) < duration(self.long)",
+            "a burn-rate window's short window must be shorter than its long window",
+            field_path=".short",
+        ),
+    )
+
+    long: BurnWindow = Field(description="The long window, for example 1h.")
+    short: BurnWindow = Field(description="The short window that confirms the breach is still happening.")
     burn_rate: float = Field(gt=0, le=1000, description="How many times faster than the SLO allows.")
 
 
@@ -248,7 +316,9 @@ def _default_burn_windows() -> list[BurnRateWindow]:
 class AfterPromotion(SpecModel):
     """Keeps the stable revision under watch once it serves everyone."""
 
-    objective: DNSLabel = Field(description="A contract objective whose value is a bad-event ratio.")
+    objective: DNSLabel = Field(
+        description="A contract objective whose value is a bad-event ratio: preset error-rate or a custom query."
+    )
     target: float = Field(gt=0, lt=1, description="The SLO target as a fraction of good events (0.99).")
     action: Literal["alert", "rollback", "killSwitch"] = Field(
         default="alert", description="What a sustained breach does."
@@ -267,7 +337,7 @@ class ContractSpec(SpecModel):
     min_requests: int = Field(
         default=50, ge=1, le=10_000_000, description="Below this many requests in the window a check is inconclusive."
     )
-    window: Duration = Field(default="2m", description="The window each check measures over.")
+    window: MeasureWindow = Field(default="2m", description="The window each check measures over (10s to 24h).")
     objectives: list[Objective] = keyed_list(
         description="The objectives; every one must pass for a step to pass.", max_length=32
     )
@@ -312,7 +382,7 @@ class WhenExceeded(SpecModel):
     hysteresis: Percent = Field(
         default=10, description="Act again only once use falls this many percent below the budget."
     )
-    cooldown: Duration = Field(default="5m", description="Minimum time between two budget actions.")
+    cooldown: Hold = Field(default="5m", description="Minimum time between two budget actions.")
 
 
 class BudgetsSpec(SpecModel):
@@ -326,7 +396,7 @@ class BudgetsSpec(SpecModel):
         default=None, ge=1, le=10**12, description="Prompt plus completion tokens per minute, all revisions."
     )
     cost: CostBudget | None = Field(default=None, description="Spend per hour.")
-    window: Duration = Field(default="5m", description="The window use is measured over.")
+    window: MeasureWindow = Field(default="5m", description="The window use is measured over (10s to 24h).")
     when_exceeded: WhenExceeded = Field(default_factory=WhenExceeded, description="The action on excess.")
 
 
@@ -337,7 +407,7 @@ class Step(SpecModel):
     """One canary step."""
 
     weight: Percent = Field(description="Percent of traffic the canary serves during this step.")
-    pause: Duration | None = Field(default=None, description="Hold the step at least this long.")
+    pause: Hold | None = Field(default=None, description="Hold the step at least this long (at most 168h).")
     approval: bool = Field(default=False, description="Wait for a manual promote before leaving the step.")
     analysis: bool = Field(default=True, description="Judge the contract before leaving the step.")
 
@@ -349,7 +419,7 @@ def _default_steps() -> list[Step]:
 class Shadow(SpecModel):
     """Mirror traffic to the new revision before it serves any answer."""
 
-    duration: Duration = Field(description="How long the shadow phase lasts.")
+    duration: Deadline = Field(description="How long the shadow phase lasts (1s to 168h).")
     analysis: bool = Field(default=True, description="Judge the contract on mirrored traffic.")
 
 
@@ -360,10 +430,10 @@ class Webhook(SpecModel):
     type: Literal["pre-rollout", "rollout", "confirm-promotion", "post-rollout", "rollback", "event"] = Field(
         description="When it is called; gates (all but event and post-rollout) must answer 2xx to proceed."
     )
-    url: Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s]+$")] = Field(
-        description="http(s) URL."
+    url: WebhookURL = Field(
+        description="http(s) URL; literal loopback, link-local (metadata) and unspecified addresses are refused."
     )
-    timeout: Duration = Field(default="10s", description="How long to wait for an answer.")
+    timeout: CallTimeout = Field(default="10s", description="How long to wait for an answer (100ms to 5m).")
     metadata: dict[str, Annotated[str, StringConstraints(max_length=1024)]] = Field(
         default_factory=dict, max_length=32, description="Sent with each call."
     )
@@ -383,12 +453,12 @@ class RolloutSpec(SpecModel):
         ),
     )
 
-    interval: Duration = Field(default="30s", description="How often a step is judged.")
+    interval: CheckInterval = Field(default="30s", description="How often a step is judged (1s to 1h).")
     failure_limit: int = Field(default=2, ge=0, le=100, description="Failed checks tolerated before rollback.")
-    progress_deadline: Duration = Field(
-        default="15m", description="A canary not Available within this time is rolled back."
+    progress_deadline: Deadline = Field(
+        default="15m", description="A canary not Available within this time is rolled back (1s to 168h)."
     )
-    inconclusive_deadline: Duration = Field(
+    inconclusive_deadline: Deadline = Field(
         default="10m",
         description="How long no data, too few samples or an unreachable Prometheus may hold a step before rollback.",
     )
@@ -398,8 +468,8 @@ class RolloutSpec(SpecModel):
         le=1000,
         description="Consecutive inconclusive or error checks tolerated before rollback (besides the deadline).",
     )
-    scale_down_delay: Duration = Field(
-        default="10m", description="How long the previous stable revision stays warm after promotion."
+    scale_down_delay: Hold = Field(
+        default="10m", description="How long the previous stable revision stays warm after promotion (at most 168h)."
     )
     revision_history_limit: int = Field(
         default=3, ge=0, le=32, description="Retired revisions kept (scaled to zero) for audit and rollback."
@@ -496,10 +566,11 @@ class KillSwitchPolicy(SpecModel):
         description="Stop the model's pods (stable and canary scale to zero) once in-flight requests have drained, "
         "for a model that must not run at all; on release they start again and users return once they serve.",
     )
-    drain: Duration | None = Field(
+    drain: Drain | None = Field(
         default=None,
-        description="With stopPods: how long in-flight requests may finish before the pods stop "
-        "(default: traffic.timeouts.request, the longest a request may run through the Gateway).",
+        description="With stopPods: how long in-flight requests may finish before the pods stop, 0s to 24h "
+        "(default: traffic.timeouts.request, the longest a request may run through the Gateway; needed when that "
+        "is 0s, no timeout).",
     )
 
 
@@ -548,6 +619,14 @@ class ModelDeploymentSpec(SpecModel):
             field_path=".fallbacks",
         ),
         Rule(
+            "!has(self.killSwitch) || !has(self.killSwitch.stopPods) || !self.killSwitch.stopPods || "
+            "has(self.killSwitch.drain) || !has(self.traffic.timeouts) || !has(self.traffic.timeouts.request) || "
+            "duration(self.traffic.timeouts.request) != duration('0s')",
+            "spec.killSwitch.stopPods with traffic.timeouts.request 0s (no timeout) needs killSwitch.drain: nothing "
+            "else bounds how long in-flight requests run before the pods stop",
+            field_path=".killSwitch.drain",
+        ),
+        Rule(
             "self.traffic.router != 'service' || !has(self.rollout) || !has(self.rollout.shadow)",
             "the service router cannot mirror traffic: rollout.shadow needs router: gateway-api",
             field_path=".rollout.shadow",
@@ -568,6 +647,14 @@ class ModelDeploymentSpec(SpecModel):
             "!has(self.contract) || !has(self.contract.afterPromotion) || (has(self.contract.objectives) && "
             "self.contract.objectives.exists(o, o.name == self.contract.afterPromotion.objective))",
             "spec.contract.afterPromotion.objective must name an entry of spec.contract.objectives",
+            field_path=".contract.afterPromotion.objective",
+        ),
+        Rule(
+            "!has(self.contract) || !has(self.contract.afterPromotion) || !has(self.contract.objectives) || "
+            "self.contract.objectives.all(o, o.name != self.contract.afterPromotion.objective || "
+            "(has(o.preset) && o.preset == 'error-rate') || has(o.query))",
+            "spec.contract.afterPromotion.objective must name a ratio objective (preset error-rate or a custom "
+            "query of a bad-event ratio); a latency has no error budget to burn",
             field_path=".contract.afterPromotion.objective",
         ),
         Rule(

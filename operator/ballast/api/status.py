@@ -57,6 +57,11 @@ class Analysis(StatusModel):
     window: str = Field(default="", description="The window measured.")
     verdict: Verdict = Field(description="Overall verdict.")
     objectives: list[ObjectiveResult] = Field(default_factory=list, description="Every objective's result.")
+    step: int | None = Field(
+        default=None, description="The step the check began in (-1: the shadow phase); its verdict counts only there."
+    )
+    canary_weight: int | None = Field(default=None, description="The canary's percent of traffic when it began.")
+    step_started_at: str | None = Field(default=None, description="When that step started (RFC 3339).")
 
 
 class BudgetStatus(StatusModel):
@@ -116,7 +121,10 @@ class KillSwitchStatus(StatusModel):
 class HistoryEntry(StatusModel):
     """One automatic or manual decision, with the numbers behind it."""
 
-    id: str = Field(description="Deterministic decision id: generation, revision, step and action.")
+    id: str = Field(
+        description="Decision id, unique for the deployment's life: its number (status.decisions), then generation, "
+        "revision, step and action."
+    )
     at: str = Field(description="When it was decided (RFC 3339).")
     action: str = Field(description="What was done: deploy, step, pause, promote, rollback, kill, shift ...")
     phase: Phase = Field(description="The phase after the decision.")
@@ -170,6 +178,11 @@ class ModelDeploymentStatus(StatusModel):
     )
     conditions: list[Condition] = keyed_list(
         description="Ready, Progressing, Degraded and the reasons behind them.", key="type"
+    )
+    decisions: int = Field(
+        default=0,
+        description="Decisions recorded so far: each one's number. History keeps the last 50; the operator's "
+        "decision log keeps every one.",
     )
     history: list[HistoryEntry] = Field(
         default_factory=list, max_length=HISTORY_LIMIT, description="The last decisions, newest last."

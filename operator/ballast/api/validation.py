@@ -13,8 +13,9 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from ballast.api.cel import apply_defaults, evaluate_rules
+from ballast.api.cel import apply_defaults, evaluate_rules, go_value
 from ballast.api.crd import object_schema
+from ballast.api.objectmeta import generated_name, metadata_errors
 from ballast.api.resources import BY_KIND, Resource
 from ballast.api.schema import Schema
 
@@ -48,6 +49,8 @@ def validate_manifest(manifest: dict[str, Any]) -> list[str]:
     metadata = manifest.get("metadata")
     if not isinstance(metadata, dict) or not (metadata.get("name") or metadata.get("generateName")):
         errors.append("metadata.name: Required value: name or generateName is required")
+    else:
+        errors.extend(metadata_errors(metadata, namespaced=resource.scope == "Namespaced"))
     spec = manifest.get("spec")
     if spec is None:
         errors.append("spec: Required value")
@@ -58,6 +61,9 @@ def validate_manifest(manifest: dict[str, Any]) -> list[str]:
     schema = object_schema(resource)
     # The status subresource ignores status on create and update of the main resource.
     candidate = {k: v for k, v in manifest.items() if k != "status"}
+    if not candidate["metadata"].get("name"):
+        # The API server names the object before it validates: rules read the generated name.
+        candidate["metadata"] = {**candidate["metadata"], "name": generated_name(candidate["metadata"])}
     defaulted = apply_defaults(candidate, schema)
     errors.extend(_duplicate_keys(defaulted["spec"], schema["properties"]["spec"], "spec"))
     root_rules = {k: v for k, v in schema.items() if k == "x-kubernetes-validations"}
@@ -98,17 +104,6 @@ _EXPECTED_TYPES = {
 }
 
 
-def _render(value: Any) -> str:
-    """A value as the API server prints it (Go's %v: 1.0 prints as 1)."""
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 _BOUNDS = {
     "less_than_equal": ("should be less than or equal to", "le"),
     "greater_than_equal": ("should be greater than or equal to", "ge"),
@@ -123,7 +118,7 @@ def _kubernetes_message(detail: ErrorDetails) -> str:
     kind = detail["type"]
     ctx = detail.get("ctx", {})
     value = detail.get("input")
-    invalid = f"{path}: Invalid value: {_render(value)}: {path} in body"
+    invalid = f"{path}: Invalid value: {go_value(value)}: {path} in body"
     if kind == "missing":
         return f"{path}: Required value"
     if kind == "extra_forbidden":
@@ -135,7 +130,7 @@ def _kubernetes_message(detail: ErrorDetails) -> str:
         return f"{path}: Unsupported value: {json.dumps(value)}: supported values: {_split_or(ctx)}"
     if kind in _BOUNDS:
         phrase, key = _BOUNDS[kind]
-        return f"{invalid} {phrase} {_render(ctx[key])}"
+        return f"{invalid} {phrase} {go_value(ctx[key])}"
     if kind == "string_too_long":
         return f"{path}: Too long: may not be more than {ctx['max_length']} bytes"
     if kind == "string_too_short":
@@ -147,7 +142,7 @@ def _kubernetes_message(detail: ErrorDetails) -> str:
     if kind == "too_short":
         length = ctx["actual_length"]
         return f"{path}: Invalid value: {length}: {path} in body should have at least {ctx['min_length']} items"
-    return f"{path}: Invalid value: {_render(value)}: {detail['msg']}"
+    return f"{path}: Invalid value: {go_value(value)}: {detail['msg']}"
 
 
 def _split_or(ctx: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from ballast.api.manifest_yaml import ManifestYAMLError, load_documents
 from ballast.api.validation import ManifestError, resource_of, validate_manifest
 
 
@@ -21,8 +22,8 @@ def _describe(manifest: dict[str, Any]) -> str:
 def validate_file(path: Path) -> tuple[int, list[str]]:
     """(Ballast documents checked, error lines) for one file."""
     try:
-        documents = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
-    except (OSError, yaml.YAMLError) as error:
+        documents = load_documents(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, ManifestYAMLError) as error:
         return 0, [f"{path}: cannot read: {error}"]
     checked, errors = 0, []
     for index, manifest in enumerate(documents):

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from ballast.api.admission_policy import policy_manifests
 from ballast.api.crd import crd_manifest
 from ballast.api.resources import RESOURCES
 from ballast.devstack import certs
@@ -41,9 +42,31 @@ AUDIT_POLICY = {
 SLOT = int(os.environ.get("BALLAST_STACK_SLOT", "0"))
 if not 0 <= SLOT <= 15:
     raise ValueError(f"BALLAST_STACK_SLOT must be 0..15, not {SLOT}")
-POD_CIDR = f"127.{1 + SLOT}.0.1/16"
-# Loopback, like pod addresses: the supervisor serves each ClusterIP as kube-proxy would (see dataplane.py).
-SERVICE_CIDR = f"127.{96 + SLOT}.0.0/16"
+
+
+@dataclass(frozen=True)
+class AddressRanges:
+    """A stack's loopback ranges: pods (kwok's CIDR, its first address) and Service ClusterIPs (loopback too: the
+    supervisor serves each ClusterIP as kube-proxy would, see dataplane.py)."""
+
+    pods: str
+    services: str
+
+    @classmethod
+    def for_slot(cls, slot: int = SLOT, stack: int = 0) -> AddressRanges:
+        """Slot `slot`'s ranges; `stack` 1 is a second stack of the same slot (a test that needs a cluster of its
+        own while the session's runs): pods 127.1-16 or 127.17-32, Services 127.96-111 or 127.112-127."""
+        if stack not in (0, 1):
+            raise ValueError(f"a slot has two stacks, 0 and 1, not {stack}")
+        return cls(pods=f"127.{1 + 16 * stack + slot}.0.1/16", services=f"127.{96 + 16 * stack + slot}.0.0/16")
+
+    @property
+    def api_service_ip(self) -> str:
+        """The first ClusterIP: the `kubernetes` Service, which the API server's certificate names."""
+        return self.services.replace("0/16", "1")
+
+
+POD_CIDR = AddressRanges.for_slot().pods
 ADMIN_USER = "ballast-admin"
 FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 
@@ -112,6 +135,9 @@ class Cluster:
     nodes: int = 3
     processes: list[Process] = field(default_factory=list)
     api_port: int = 0
+    ranges: AddressRanges = field(default_factory=AddressRanges.for_slot)
+    # Ballast's CRDs and admission policies, as `kubectl apply` would install them; False leaves them to the chart.
+    with_ballast: bool = True
 
     @property
     def kubeconfig(self) -> Path:
@@ -144,7 +170,7 @@ class Cluster:
         serving = certs.issue(
             pki, ca, "apiserver", common_name="kube-apiserver", server=True,
             dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
-            ips=("127.0.0.1", SERVICE_CIDR.replace("0/16", "1")),
+            ips=("127.0.0.1", self.ranges.api_service_ip),
         )  # fmt: skip
         service_account_key = certs.make_service_account_key(pki)
         identities = {
@@ -195,7 +221,7 @@ class Cluster:
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={service_account_key}",
                 f"--service-account-signing-key-file={service_account_key}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--service-cluster-ip-range={self.ranges.services}",
                 f"--audit-policy-file={policy}",
                 f"--audit-log-path={self.audit_log}",
                 "--audit-log-format=json",
@@ -249,7 +275,7 @@ class Cluster:
                 f"--kubeconfig={self.workdir / 'kwok.kubeconfig'}",
                 f"--config={stages}",
                 f"--manage-nodes-with-annotation-selector={FAKE_NODE_ANNOTATION}=fake",
-                f"--cidr={POD_CIDR}",
+                f"--cidr={self.ranges.pods}",
                 "--node-ip=127.0.0.1",
                 "--node-lease-duration-seconds=40",
                 f"--server-address=127.0.0.1:{free_port()}",
@@ -257,11 +283,15 @@ class Cluster:
         )
         self._create_nodes()
 
-        progress("installing the Gateway API and Ballast CRDs")
+        progress("installing the Gateway API CRDs" + (" and Ballast's" if self.with_ballast else ""))
         self.kubectl("apply", "--server-side", *(f"--filename={p}" for p in self.binaries.gateway_api_crds))
-        self.apply(crd_manifest(r) for r in RESOURCES)
+        if self.with_ballast:
+            self.apply(crd_manifest(r) for r in RESOURCES)
         # Polled: `kubectl wait` fails at once on a CRD whose status has no conditions yet (a loaded machine).
         wait_until(self._crds_established, 60, "every CRD to be Established")
+        if self.with_ballast:
+            # No escalation through Ballast, trusted approvals: admission judges who asks.
+            self.apply(policy_manifests())
         wait_until(self._nodes_ready, 60, f"{self.nodes} kwok nodes to be Ready")
         wait_until(lambda: self._exists("serviceaccount", "default", "default"), 60, "the default ServiceAccount")
         progress(f"control plane ready at {self.server}")

@@ -144,6 +144,7 @@ class DataPlane:
             [
                 sys.executable, "-m", "ballast.devstack.supervisor",
                 f"--kubeconfig={cluster.kubeconfig}", f"--log-dir={cluster.workdir / 'logs' / 'simulators'}",
+                f"--volume-dir={cluster.workdir / 'pod-volumes'}",
             ],
         )  # fmt: skip
         self._start_traefik()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -34,18 +35,35 @@ def operator_kubeconfig(cluster: Cluster, rbac: Path) -> Path:
 
 
 class Operator:
-    """`ballast run` as a separate process under the operator's own RBAC identity."""
+    """`ballast run` as a separate process under the operator's own RBAC identity.
 
-    def __init__(self, cluster: Cluster, kubeconfig: Path, prometheus_url: str) -> None:
+    `identity` is its name in the leader-election Lease, like a pod's name: a restart keeps it (and takes its
+    own lease back at once); a second Operator with another identity is a standby replica.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        kubeconfig: Path,
+        prometheus_url: str,
+        identity: str = "ballast-0",
+        prometheus_timeout: str = "10s",
+    ) -> None:
         self.cluster = cluster
         self.kubeconfig = kubeconfig
         self.prometheus_url = prometheus_url
+        self.identity = identity
+        self.prometheus_timeout = prometheus_timeout
         self.process: subprocess.Popen[bytes] | None = None
-        self.log = cluster.workdir / "logs" / "operator.log"
+        self.port = 0
+        self.metrics_port = 0
+        suffix = "" if identity == "ballast-0" else f"-{identity}"
+        self.log = cluster.workdir / "logs" / f"operator{suffix}.log"
 
     def start(self) -> None:
-        port = free_port()
-        environment = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        self.port = port = free_port()
+        self.metrics_port = free_port()
+        environment = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "POD_NAME": self.identity}
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [
@@ -57,6 +75,12 @@ class Operator:
                     f"http://127.0.0.1:{port}/healthz",
                     "--prometheus-url",
                     self.prometheus_url,
+                    "--identity",
+                    self.identity,
+                    "--prometheus-timeout",
+                    self.prometheus_timeout,
+                    "--metrics-port",
+                    str(self.metrics_port),
                 ],
                 env=environment,
                 stdout=out,
@@ -74,6 +98,25 @@ class Operator:
                 return bool(response.status == 200)
         except OSError:
             return False
+
+    def metrics(self) -> dict[str, float]:
+        """The operator's own metrics now, by sample name with its labels (`name{label="value"}`)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        samples = (sample for family in text_string_to_metric_families(text) for sample in family.samples)
+        return {
+            sample.name + ("{" + ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items())) + "}"
+                           if sample.labels else ""): sample.value
+            for sample in samples
+        }  # fmt: skip
+
+    def probes(self) -> dict[str, Any]:
+        """What the liveness and readiness endpoint reports (kopf refreshes it at most every 10 s)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
+            result: dict[str, Any] = json.loads(response.read())
+            return result
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, as a crashed or evicted operator."""

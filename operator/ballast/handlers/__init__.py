@@ -1,5 +1,5 @@
 """kopf entry points. Importing this package registers every handler with kopf's default registry."""
 
-from ballast.handlers import indexes, killswitch, modeldeployment, startup
+from ballast.handlers import indexes, killswitch, leader, modeldeployment, startup
 
-__all__ = ["indexes", "killswitch", "modeldeployment", "startup"]
+__all__ = ["indexes", "killswitch", "leader", "modeldeployment", "startup"]

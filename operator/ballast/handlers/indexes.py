@@ -1,4 +1,5 @@
-"""In-memory indexes (kopf): switches, namespaces, ReferenceGrants and ModelDeployments.
+"""In-memory indexes (kopf): switches, namespaces, ReferenceGrants, ModelDeployments, Services, HTTPRoutes
+and the children of every ModelDeployment.
 
 kopf fills every index from its initial listing before it runs any handler, so the first reconcile
 after a restart already knows every engaged switch: a switched deployment never flaps back.
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 
 from ballast.rollout.switch_selection import DeploymentEntry, Switch
 from ballast.shell.cluster_view import CLUSTER_KEY, deployment_entry, route_summary, switch_of
+from ballast.shell.references import DeploymentRefs, ServiceFacts, deployment_refs, service_facts
 from ballast.traffic.grants import Grant, grant_of
 from ballast.workloads.render import DEPLOYMENT_LABEL
 
@@ -59,9 +61,16 @@ def ballast_model_deployments(body: kopf.Body, namespace: str | None, **_: Any) 
 
 
 @kopf.index("", "v1", "services")
-def ballast_services(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> Any:
-    """Every Service's ports: fallback Services are checked without an API call."""
-    return {(namespace, name): [p.get("port") for p in (body.get("spec") or {}).get("ports") or []]}
+def ballast_services(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, ServiceFacts]:
+    """Every Service's ports, controller and Ballast labels: fallback Services, and names a child would take,
+    are checked without an API call."""
+    return {(namespace, name): service_facts(body)}
+
+
+@kopf.index("ballast.dev", "v1alpha1", "modeldeployments")
+def ballast_deployment_references(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, DeploymentRefs]:
+    """What each ModelDeployment refers to (routeRef, fallback Services): claims and cycles across deployments."""
+    return {namespace: deployment_refs(body)}
 
 
 @kopf.index("gateway.networking.k8s.io", "v1", "httproutes")
@@ -80,6 +89,7 @@ INDEX_NAMES = (
     "ballast_services",
     "ballast_routes",
 )
+REFERENCE_INDEX_NAMES = ("ballast_services", "ballast_deployment_references")
 
 
 # The children of every ModelDeployment, by (namespace, deployment): a reconcile reads them from memory.
@@ -95,7 +105,15 @@ def _trimmed(body: kopf.Body, *, spec: bool = False, status: bool = False) -> di
         "kind": body.get("kind"),
         "metadata": {
             key: copy.deepcopy(metadata[key])
-            for key in ("name", "namespace", "labels", "annotations", "generation", "resourceVersion")
+            for key in (
+                "name",
+                "namespace",
+                "labels",
+                "annotations",
+                "generation",
+                "resourceVersion",
+                "ownerReferences",
+            )
             if key in metadata
         },
     }
@@ -131,6 +149,11 @@ def ballast_child_routes(body: kopf.Body, namespace: str | None, labels: kopf.La
     return {_child_key(namespace, labels): _trimmed(body)}
 
 
+@kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=CHILD_LABELS)
+def ballast_child_autoscalers(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
+    return {_child_key(namespace, labels): _trimmed(body)}
+
+
 @kopf.index("policy", "v1", "poddisruptionbudgets", labels=CHILD_LABELS)
 def ballast_child_budgets(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
     return {_child_key(namespace, labels): _trimmed(body)}
@@ -142,5 +165,6 @@ CHILD_INDEX_NAMES = (
     "ballast_child_revisions",
     "ballast_child_services",
     "ballast_child_routes",
+    "ballast_child_autoscalers",
     "ballast_child_budgets",
 )

@@ -13,6 +13,7 @@ import kopf
 
 from ballast.shell.killswitch import KillSwitchDispatcher
 from ballast.shell.reconciler import Reconciler
+from ballast.workloads.render import DEPLOYMENT_LABEL
 
 
 def _dispatcher(memo: Any) -> KillSwitchDispatcher:
@@ -43,7 +44,7 @@ async def grant_changed(namespace: str | None, memo: Any, **_: Any) -> None:
 
 
 @kopf.on.event("", "v1", "services")
-async def service_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    """A fallback Service appeared, changed or vanished."""
+async def service_changed(namespace: str | None, name: str, labels: kopf.Labels, memo: Any, **_: Any) -> None:
+    """A fallback Service, or one holding a name a deployment derives, appeared, changed or vanished."""
     if namespace is not None:
-        _reconciler(memo).service_changed(namespace, name)
+        _reconciler(memo).service_changed(namespace, name, labels.get(DEPLOYMENT_LABEL))

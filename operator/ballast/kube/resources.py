@@ -14,6 +14,7 @@ class Resource:
     version: str
     plural: str
     namespaced: bool = True
+    kind: str = ""
 
     def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
         base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
@@ -27,16 +28,23 @@ class Resource:
         return base
 
 
-MODEL_DEPLOYMENTS = Resource("ballast.dev", "v1alpha1", "modeldeployments")
-DEPLOYMENTS = Resource("apps", "v1", "deployments")
-CONTROLLER_REVISIONS = Resource("apps", "v1", "controllerrevisions")
-SERVICES = Resource("", "v1", "services")
-PODS = Resource("", "v1", "pods")
-EVENTS = Resource("", "v1", "events")
-BUDGETS = Resource("policy", "v1", "poddisruptionbudgets")
-HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers")
-HTTP_ROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes")
-GATEWAYS = Resource("gateway.networking.k8s.io", "v1", "gateways")
-GATEWAY_CLASSES = Resource("gateway.networking.k8s.io", "v1", "gatewayclasses", namespaced=False)
-KILL_SWITCHES = Resource("ballast.dev", "v1alpha1", "killswitches")
-CLUSTER_KILL_SWITCHES = Resource("ballast.dev", "v1alpha1", "clusterkillswitches", namespaced=False)
+MODEL_DEPLOYMENTS = Resource("ballast.dev", "v1alpha1", "modeldeployments", kind="ModelDeployment")
+DEPLOYMENTS = Resource("apps", "v1", "deployments", kind="Deployment")
+CONTROLLER_REVISIONS = Resource("apps", "v1", "controllerrevisions", kind="ControllerRevision")
+SERVICES = Resource("", "v1", "services", kind="Service")
+PODS = Resource("", "v1", "pods", kind="Pod")
+EVENTS = Resource("", "v1", "events", kind="Event")
+BUDGETS = Resource("policy", "v1", "poddisruptionbudgets", kind="PodDisruptionBudget")
+HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers", kind="HorizontalPodAutoscaler")
+HTTP_ROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes", kind="HTTPRoute")
+GATEWAYS = Resource("gateway.networking.k8s.io", "v1", "gateways", kind="Gateway")
+GATEWAY_CLASSES = Resource("gateway.networking.k8s.io", "v1", "gatewayclasses", namespaced=False, kind="GatewayClass")
+KILL_SWITCHES = Resource("ballast.dev", "v1alpha1", "killswitches", kind="KillSwitch")
+CLUSTER_KILL_SWITCHES = Resource(
+    "ballast.dev", "v1alpha1", "clusterkillswitches", namespaced=False, kind="ClusterKillSwitch"
+)
+LEASES = Resource("coordination.k8s.io", "v1", "leases", kind="Lease")
+
+# The children and the routes the operator writes, by kind: a watch event names the kind, and the client forgets
+# what it wrote to an object once that object is gone.
+WRITTEN_KINDS = {r.kind: r for r in (DEPLOYMENTS, CONTROLLER_REVISIONS, SERVICES, HPAS, HTTP_ROUTES, BUDGETS)}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from ballast.api.status import Phase
 
@@ -23,8 +25,17 @@ reconcile_seconds = Histogram(
     "Wall time of one reconcile (observe, decide, act).",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+leader = Gauge("ballast_leader", "1 while this replica holds the lease and writes; 0 on a standby.")
 reconcile_errors = Counter(
     "ballast_reconcile_errors", "Reconciles that failed and will be retried.", ["namespace", "name"]
+)
+threads = Gauge("ballast_threads", "Live threads of the operator process.")
+threads.set_function(threading.active_count)
+executor_workers = Gauge("ballast_executor_workers", "Threads the event loop's default executor may run at once.")
+executor_running = Gauge("ballast_executor_jobs_running", "Calls running on the default executor's threads now.")
+executor_waiting = Gauge("ballast_executor_jobs_waiting", "Calls waiting for a free executor thread.")
+executor_oldest_job = Gauge(
+    "ballast_executor_oldest_job_seconds", "How long the longest-running call on an executor thread has run."
 )
 
 
@@ -38,13 +49,25 @@ def record_state(
         weight.labels(namespace, name, backend).set(value)
 
 
+# Every metric with series per ModelDeployment, and its labels after namespace and name.
+PER_DEPLOYMENT: tuple[tuple[MetricWrapperBase, tuple[str, ...]], ...] = (
+    (kill_switch, ()),
+    (phase, ("phase",)),
+    (weight, ("backend",)),
+    (decisions, ("action",)),
+    (reconcile_errors, ()),
+)
+
+
 def forget(namespace: str, name: str) -> None:
-    """Drop the series of a deleted ModelDeployment."""
-    with contextlib.suppress(KeyError):
-        kill_switch.remove(namespace, name)
-    for candidate in PHASES:
-        with contextlib.suppress(KeyError):
-            phase.remove(namespace, name, candidate)
-    for backend in ("stable", "canary", "fallback"):
-        with contextlib.suppress(KeyError):
-            weight.remove(namespace, name, backend)
+    """Drop every series of a deleted ModelDeployment (gauges, and counters such as its decisions and errors)."""
+    for metric, rest in PER_DEPLOYMENT:
+        found = {
+            tuple(sample.labels[label] for label in rest)
+            for family in metric.collect()
+            for sample in family.samples
+            if (sample.labels.get("namespace"), sample.labels.get("name")) == (namespace, name)
+        }
+        for values in found:
+            with contextlib.suppress(KeyError):
+                metric.remove(namespace, name, *values)

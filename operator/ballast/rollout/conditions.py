@@ -16,13 +16,15 @@ def set_conditions(
 ) -> None:
     """Ready, Progressing, Degraded, MetricsAvailable and `extra`, keeping transition times of unchanged ones."""
     stable = observations.of(status.stable_revision)
+    ready_message = f"stable revision {status.stable_revision}: {stable.ready_replicas} ready replicas"
+    if stable.available:
+        ready_reason = "StableAvailable"
+    elif stable.refused:
+        ready_reason, ready_message = "PodsRefused", f"{ready_message}; its pods are refused: {stable.refused}"
+    else:
+        ready_reason = "StableUnavailable"
     desired = [
-        condition(
-            "Ready",
-            stable.available,
-            "StableAvailable" if stable.available else "StableUnavailable",
-            f"stable revision {status.stable_revision}: {stable.ready_replicas} ready replicas",
-        ),
+        condition("Ready", stable.available, ready_reason, ready_message),
         condition(
             "Progressing",
             status.phase in ("Progressing", "Paused", "Promoting"),

@@ -51,12 +51,17 @@ class Context:
         values: dict[str, float] | None = None,
         attempt: int | str | None = None,
     ) -> None:
-        """An Event and a history entry; the deterministic id keeps a replayed decision from repeating."""
-        decision_id = f"{self.generation}-{revision or 'none'}-{'x' if step is None else step}-{action}"
+        """An Event and a history entry, numbered from status: ids never repeat, however much history is kept.
+
+        The number is the count of decisions so far, so a decision replayed on the same status (a lost status
+        write) gets the same id, and every later one a new id. Callers record a decision once, on the
+        transition that makes it (never on every reconcile while a condition holds).
+        """
+        number = self.status.decisions + 1
+        decision_id = f"{number}-{self.generation}-{revision or 'none'}-{'x' if step is None else step}-{action}"
         if attempt is not None:
             decision_id += f"-{attempt}"
-        if any(entry.id == decision_id for entry in self.status.history):
-            return
+        self.status.decisions = number
         entry = HistoryEntry(
             id=decision_id,
             at=self.now_text,

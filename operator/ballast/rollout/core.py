@@ -11,9 +11,10 @@ from datetime import datetime
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.status import Analysis, ModelDeploymentStatus, Phase, RevisionStatus, Weights
-from ballast.api.timestamps import format_time, parse_time
+from ballast.api.timestamps import format_due, format_time, parse_time
 from ballast.api.types import parse_duration
-from ballast.rollout import killswitch
+from ballast.rollout import killswitch, refusals
+from ballast.rollout.check_scope import SHADOW_STEP, judged_step, measured_now
 from ballast.rollout.conditions import set_conditions
 from ballast.rollout.context import Context, Decision, Event, set_phase
 from ballast.rollout.observations import Observations
@@ -32,6 +33,12 @@ def decide(
     """The next status of one ModelDeployment, and the Events and history entries that explain it."""
     ctx = Context(spec, generation, now, status.model_copy(deep=True), observations)
     s = ctx.status
+    refusals.record_new(ctx, status.conditions)
+    if observations.route_refused is not None:
+        # Ballast cannot move traffic: nothing moves, not a step, not a kill switch; the conditions say why.
+        s.message = f"traffic unchanged: {observations.route_refused.message}"
+        s.next_check_at = None  # nothing falls due while held; the shell looks again at the refusal
+        return _conclude(ctx)
     killswitch.begin(ctx)
     if s.phase == "Failed":
         # Failed means the last spec could not be acted on; this one can: resume where status stands.
@@ -49,8 +56,14 @@ def decide(
     _size_revisions(ctx)
     killswitch.settle(ctx)
     s.next_check_at = _next_due(ctx)
-    s.observed_generation = generation
-    set_conditions(s, ctx.observations, ctx.now_text, killswitch.conditions(spec, s, observations))
+    return _conclude(ctx)
+
+
+def _conclude(ctx: Context) -> Decision:
+    s, spec, observations = ctx.status, ctx.spec, ctx.observations
+    s.observed_generation = ctx.generation
+    extra = killswitch.conditions(spec, s, observations) + refusals.conditions(observations)
+    set_conditions(s, observations, ctx.now_text, extra)
     return Decision(s, tuple(ctx.events), tuple(ctx.new_history))
 
 
@@ -164,11 +177,16 @@ def _progress_canary(ctx: Context) -> None:
     if seen.crash_looping:
         _rollback(ctx, "CrashLoop", f"canary pods restarted {seen.restarts} times")
         return
+    if seen.refused:
+        _rollback(ctx, "PodsRefused", f"the API server refuses the canary's pods: {seen.refused}")
+        return
     deadline = parse_duration(spec.rollout.progress_deadline)
     since = parse_time(s.step_started_at) if s.step_started_at else ctx.now
     if not seen.available:
         if ctx.now - since >= deadline:
             _rollback(ctx, "ProgressDeadlineExceeded", f"canary not Available within {spec.rollout.progress_deadline}")
+        else:
+            _held_past_deadline(ctx)  # a canary held on its checks that then stops being Available: still bounded
         return
     steps = spec.rollout.effective_steps()
     judged = s.mirror_revision is not None or s.current_step is not None
@@ -210,12 +228,11 @@ def _progress_canary(ctx: Context) -> None:
         _promote(ctx)
 
 
-SHADOW_STEP = -1
 _SIGNIFICANT = 2  # digits: noise below this does not rewrite status
 
 
 def _digest(analysis: Analysis | None) -> object:
-    """What a person reads of a check: verdicts and values to two significant digits."""
+    """What a person reads of a check: what it measured, verdicts and values to two significant digits."""
     if analysis is None:
         return None
 
@@ -224,20 +241,26 @@ def _digest(analysis: Analysis | None) -> object:
 
     return (
         analysis.revision,
+        analysis.step,
+        analysis.canary_weight,
         analysis.verdict,
         tuple((o.name, o.verdict, rounded(o.value), rounded(o.stable_value), o.reason) for o in analysis.objectives),
     )
 
 
 def _judge(ctx: Context) -> bool:
-    """Apply a fresh contract check to the canary; True when it rolled the canary back."""
+    """Apply a fresh contract check to the canary; True when it rolled the canary back.
+
+    Only a verdict that measured the canary as it stands counts (`check_scope.py`); without one, a hold that
+    has lasted `inconclusiveDeadline` still rolls back, on time, not at the next verdict.
+    """
     s, spec = ctx.status, ctx.spec
     analysis = ctx.observations.analysis
-    if analysis is None or analysis.revision != s.canary_revision:
-        return False
+    if analysis is None or not measured_now(analysis, s):
+        return _held_past_deadline(ctx)
     if _digest(analysis) != _digest(s.last_analysis):
         s.last_analysis = analysis
-    step = SHADOW_STEP if s.current_step is None else s.current_step
+    step = judged_step(s)
     values = {o.name: o.value for o in analysis.objectives if o.value is not None}
     if analysis.verdict == "Passed":
         s.inconclusive_since = None
@@ -263,26 +286,31 @@ def _judge(ctx: Context) -> bool:
     if s.inconclusive_since is None:
         s.inconclusive_since = ctx.now_text
         reasons = "; ".join(f"{o.name}: {o.reason}" for o in analysis.objectives if o.verdict != "Passed")
-        # Each hold episode of a step is its own decision.
-        episode = 1 + sum(
-            1 for h in s.history if h.action == "check-held" and h.revision == s.canary_revision and h.step == step
-        )
         ctx.record(
             "check-held", "CheckInconclusive" if analysis.verdict == "Inconclusive" else "MetricsUnavailable",
             f"Canary {s.canary_revision} holds at its weight: {reasons}",
-            revision=s.canary_revision, step=step, warning=True, values=values, attempt=episode,
+            revision=s.canary_revision, step=step, warning=True, values=values,
         )  # fmt: skip
     s.inconclusive_checks += 1
-    reason = "AnalysisInconclusive" if analysis.verdict == "Inconclusive" else "MetricsUnavailable"
     limit = spec.rollout.inconclusive_limit
     if limit is not None and s.inconclusive_checks > limit:
+        reason = "AnalysisInconclusive" if analysis.verdict == "Inconclusive" else "MetricsUnavailable"
         _rollback(ctx, reason, f"{s.inconclusive_checks} inconclusive checks in a row > inconclusiveLimit {limit}")
         return True
-    held = ctx.now - parse_time(s.inconclusive_since)
-    if held >= parse_duration(spec.rollout.inconclusive_deadline):
-        _rollback(ctx, reason, f"no conclusive check for {spec.rollout.inconclusive_deadline}")
-        return True
-    return False
+    return _held_past_deadline(ctx)
+
+
+def _held_past_deadline(ctx: Context) -> bool:
+    """Roll back a canary whose checks have been inconclusive (or failing to run) for `inconclusiveDeadline`."""
+    s, spec = ctx.status, ctx.spec
+    if s.inconclusive_since is None:
+        return False
+    if ctx.now - parse_time(s.inconclusive_since) < parse_duration(spec.rollout.inconclusive_deadline):
+        return False
+    unavailable = s.last_analysis is not None and s.last_analysis.verdict == "Error"
+    reason = "MetricsUnavailable" if unavailable else "AnalysisInconclusive"
+    _rollback(ctx, reason, f"no conclusive check for {spec.rollout.inconclusive_deadline}")
+    return True
 
 
 def _shadowing(ctx: Context, since: datetime) -> bool:
@@ -422,14 +450,16 @@ def _next_due(ctx: Context) -> str | None:
     if s.canary_revision and s.phase in ("Progressing", "Promoting") and s.step_started_at and not frozen:
         started = parse_time(s.step_started_at)
         if s.current_step is None and s.mirror_revision is not None and spec.rollout.shadow is not None:
-            due.append(started + parse_duration(spec.rollout.shadow.duration))
+            waited = [started + parse_duration(spec.rollout.shadow.duration)]
         elif s.current_step is None:
-            due.append(started + parse_duration(spec.rollout.progress_deadline))
+            waited = [started + parse_duration(spec.rollout.progress_deadline)]
         else:
             step = spec.rollout.effective_steps()[s.current_step]
-            if not step.approval:
-                due.append(started + parse_duration(step.pause or spec.rollout.interval))
+            waited = [] if step.approval else [started + parse_duration(step.pause or spec.rollout.interval)]
+        # A wait that is over leaves the step waiting on a check or a person, whose answer wakes it: a time
+        # already past would wake it every tick for nothing.
+        due.extend(moment for moment in waited if moment >= ctx.now)
     if s.canary_revision and s.inconclusive_since and s.phase in ("Progressing", "Promoting", "Paused") and not frozen:
         due.append(parse_time(s.inconclusive_since) + parse_duration(spec.rollout.inconclusive_deadline))
     due.extend(parse_time(r.retire_at) for r in s.revisions if r.retire_at and not _serving_as_fallback(ctx, r.name))
-    return format_time(min(due)) if due else None
+    return format_due(min(due)) if due else None

@@ -16,7 +16,6 @@ they start again and users return only once the revisions they return to serve.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
 from ballast.api.modeldeployment import Fallback, ModelDeploymentSpec
@@ -184,14 +183,6 @@ def _sources(ctx: Context, engaging: bool) -> list[KillSwitchSource]:
     return [source.model_copy(update={"since": since(source)}) for source in ctx.observations.switches]
 
 
-def _occurrence(ctx: Context, action: str) -> str:
-    """A fresh attempt number for a decision that can recur within one episode (ids stay unique)."""
-    state = ctx.status.kill_switch
-    numbered = re.compile(rf"-{re.escape(action)}-{state.episode}\.(\d+)")
-    seen = [int(found.group(1)) for h in ctx.status.history if (found := numbered.search(h.id))]
-    return f"{state.episode}.{max(seen, default=0) + 1}"
-
-
 def hold_text(fallback: str | None, problems: list[str], staying: bool) -> str:
     reasons = "; ".join(problems) or "spec.fallbacks is empty"
     if fallback is None:
@@ -212,6 +203,8 @@ def settle(ctx: Context) -> None:
         state.sources, state.engaged, state.fallback, state.engaged_at = [], False, None, None
         state.resume, state.captured, state.holding, state.stopped, state.released_at = None, False, False, False, None
         return
+    # Refused on the last reconcile of this episode already: the refusal is one decision, not one per reconcile.
+    refused_before = bool(state.sources) and not state.engaged
     if not state.sources and not state.engaged:
         state.episode += 1
     state.released_at = None
@@ -220,7 +213,7 @@ def settle(ctx: Context) -> None:
     if holding:
         holds, fallback = hold_target(ctx)
         if not holds:
-            _refuse(ctx, problems)
+            _refuse(ctx, problems, refused_before)
             return
     engaging = not state.engaged
     rejoined = state.engaged and not state.sources  # requested again while the stopped model was restarting
@@ -248,7 +241,7 @@ def settle(ctx: Context) -> None:
             "kill", "KillSwitchEngaged",
             f"Kill switch engaged again by {_switch_names(ctx)} before users returned: they stay on "
             f"{fallback or 'no backend'}",
-            revision=stable, warning=True, attempt=_occurrence(ctx, "kill"), values={"fallbackWeight": 100.0},
+            revision=stable, warning=True, attempt=state.episode, values={"fallbackWeight": 100.0},
         )  # fmt: skip
     elif not staying:
         before = state.fallback or "no backend"
@@ -256,18 +249,18 @@ def settle(ctx: Context) -> None:
         ctx.record(
             "kill-fallback", "FallbackChanged",
             f"Fallback {before} can no longer take users ({'; '.join(problems)}); {where}",
-            revision=stable, warning=True, attempt=_occurrence(ctx, "kill-fallback"), values={"fallbackWeight": 100.0},
+            revision=stable, warning=True, attempt=state.episode, values={"fallbackWeight": 100.0},
         )  # fmt: skip
     elif holding and not state.holding:
         ctx.record(
             "kill-hold", "KillSwitchHolding", f"Kill switch holds: {hold_text(fallback, problems, True)}",
-            revision=stable, warning=True, attempt=_occurrence(ctx, "kill-hold"),
+            revision=stable, warning=True, attempt=state.episode,
             values={"fallbackWeight": 100.0, "usableFallbacks": 0.0},
         )  # fmt: skip
     elif not holding and state.holding:
         ctx.record(
             "kill-recovered", "FallbackUsable", f"Fallback {fallback} can take users again",
-            revision=stable, attempt=_occurrence(ctx, "kill-recovered"), values={"fallbackWeight": 100.0},
+            revision=stable, attempt=state.episode, values={"fallbackWeight": 100.0},
         )  # fmt: skip
     state.fallback, state.captured, state.holding = fallback, capture, holding
     state.resume = ResumeState(phase=s.phase, step=s.current_step, weights=s.weights.model_copy())
@@ -277,9 +270,11 @@ def settle(ctx: Context) -> None:
     s.message = f"kill switch engaged: {held}" + ("; the model's pods are stopped" if state.stopped else "")
 
 
-def _refuse(ctx: Context, problems: list[str]) -> None:
+def _refuse(ctx: Context, problems: list[str], refused_before: bool) -> None:
     s, state = ctx.status, ctx.status.kill_switch
     state.sources = _sources(ctx, False)
+    if refused_before:
+        return
     reason, text = refusal(ctx.spec, problems)
     ctx.record(
         "kill-refused", reason,
@@ -390,6 +385,13 @@ def conditions(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, observa
         capture = "; traffic captured by a mirror to the stable revision" if state.captured else ""
         stopped = "; the model's pods are stopped" if state.stopped else ""
         engaged = condition("KillSwitchEngaged", True, "Engaged", f"users get fallback {target}{capture}{stopped}")
+    elif observations.switches and observations.route_refused is not None:
+        # The core moves nothing while the route is refused (rollout/refusals.py); the switch waits, and says so.
+        engaged = condition(
+            "KillSwitchEngaged", False, "RouteRefused",
+            f"a switch selects it, but Ballast may not write the route, so traffic is unchanged: "
+            f"{observations.route_refused.message}",
+        )  # fmt: skip
     elif state.sources:
         engaged = condition("KillSwitchEngaged", False, *refusal(spec, problems))
     else:

@@ -19,6 +19,9 @@ class RevisionObservation:
     available: bool = False
     ready_replicas: int = 0
     restarts: int = 0
+    # Why the API server refuses to create this revision's pods (Pod Security, quota), as its
+    # ReplicaSet reports it; "" while pods can be created. A refusal does not heal by waiting.
+    refused: str = ""
 
     @property
     def crash_looping(self) -> bool:
@@ -46,6 +49,14 @@ class FallbackObservation:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """Something Ballast will not do, and why, for a person to fix (a CamelCase reason and a sentence)."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Observations:
     revisions: Mapping[str, RevisionObservation] = field(default_factory=dict)
     commands: Commands = field(default_factory=Commands)
@@ -57,6 +68,10 @@ class Observations:
     fallbacks: Mapping[str, FallbackObservation] = field(default_factory=dict)
     # Whether every Gateway the route attaches to can mirror requests (HTTPRouteRequestMirror).
     mirror_supported: bool = True
+    # Objects Ballast would write but did not create ("Kind name problem"): left untouched, never adopted.
+    conflicts: tuple[str, ...] = ()
+    # Why Ballast may not write the route now (None when it may): traffic stays exactly as it is.
+    route_refused: Refusal | None = None
 
     def of(self, revision: str | None) -> RevisionObservation:
         return self.revisions.get(revision or "", RevisionObservation(exists=False))

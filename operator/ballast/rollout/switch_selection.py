@@ -86,7 +86,7 @@ class DeploymentEntry:
     fallback: str | None = None
     since: str | None = None
     refused: str | None = None  # why a requested switch could not be honoured
-    accepted: bool = False  # the Gateway accepted the route as the deployment's status asks (RouteAccepted)
+    accepted: bool = False  # the Gateway accepted the route as the deployment's status asks (GatewayAccepted)
     not_accepted: str | None = None  # what the Gateway said instead, or that it has not reported yet
     holding: str | None = None  # engaged with no usable fallback: where users are held, and why
 

@@ -1,11 +1,15 @@
-"""A ModelDeployment's children as the reconcile reads them: from memory, kept by kopf's indexes."""
+"""A ModelDeployment's children as the reconcile reads them: from memory, kept by kopf's indexes.
+
+The indexes hold every object labelled with the deployment's name; whether one is really the
+deployment's own (its controller ownerReference) is `ownership.py`'s to judge.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from ballast.kube.resources import BUDGETS, DEPLOYMENTS, HTTP_ROUTES, SERVICES, Resource
+from ballast.kube.resources import BUDGETS, CONTROLLER_REVISIONS, DEPLOYMENTS, HPAS, HTTP_ROUTES, SERVICES, Resource
 from ballast.shell.cluster_view import IndexView
 
 Manifest = dict[str, Any]
@@ -18,6 +22,7 @@ class ChildSet:
     revisions: list[Manifest] = field(default_factory=list)
     services: list[Manifest] = field(default_factory=list)
     routes: list[Manifest] = field(default_factory=list)
+    autoscalers: list[Manifest] = field(default_factory=list)
     budgets: list[Manifest] = field(default_factory=list)
 
     def named(self, resource: Resource, name: str) -> Manifest | None:
@@ -26,6 +31,8 @@ class ChildSet:
             DEPLOYMENTS: self.deployments,
             SERVICES: self.services,
             HTTP_ROUTES: self.routes,
+            CONTROLLER_REVISIONS: self.revisions,
+            HPAS: self.autoscalers,
             BUDGETS: self.budgets,
         }
         return next((c for c in by_kind.get(resource, []) if c["metadata"]["name"] == name), None)
@@ -34,9 +41,17 @@ class ChildSet:
 class Children:
     """From kopf's indexes, kept by the watches the operator runs anyway: no API call at all."""
 
-    def __init__(self, *indexes: IndexView) -> None:
-        """kopf's child indexes in ChildSet field order: deployments, pods, revisions, services, routes, budgets."""
-        self.indexes = indexes
+    def __init__(
+        self,
+        deployments: IndexView,
+        pods: IndexView,
+        revisions: IndexView,
+        services: IndexView,
+        routes: IndexView,
+        autoscalers: IndexView,
+        budgets: IndexView,
+    ) -> None:
+        self.indexes = (deployments, pods, revisions, services, routes, autoscalers, budgets)
 
     def of(self, namespace: str, name: str) -> ChildSet:
         key = (namespace, name)

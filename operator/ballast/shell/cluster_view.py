@@ -15,6 +15,7 @@ from typing import Any
 from ballast.api.killswitch import ClusterKillSwitchSpec, KillSwitchSpec
 from ballast.api.status import KillSwitchSource
 from ballast.rollout.switch_selection import DeploymentEntry, Labels, Switch, engaged_sources
+from ballast.traffic.acceptance import CONDITION as GATEWAY_ACCEPTED
 from ballast.traffic.grants import Grant, cross_namespace_problem
 
 # kopf's Index is a Mapping of keys to Stores (iterables of what the index handler returned).
@@ -22,7 +23,8 @@ IndexView = Mapping[Any, Iterable[Any]]
 CLUSTER_KEY = "*"
 
 
-REFUSED = ("NoUsableFallback", "CannotSwitch")
+# KillSwitchEngaged reasons of a switch that selects a deployment it cannot switch (the switch names it).
+REFUSED = ("NoUsableFallback", "CannotSwitch", "RouteRefused")
 
 
 def deployment_entry(body: Mapping[str, Any]) -> DeploymentEntry:
@@ -30,7 +32,7 @@ def deployment_entry(body: Mapping[str, Any]) -> DeploymentEntry:
     state = (body.get("status") or {}).get("killSwitch") or {}
     conditions = {c.get("type"): c for c in (body.get("status") or {}).get("conditions") or []}
     engaged = conditions.get("KillSwitchEngaged") or {}
-    route = conditions.get("RouteAccepted") or {}
+    route = conditions.get(GATEWAY_ACCEPTED) or {}
     refused = engaged.get("message") if engaged.get("reason") in REFUSED else None
     holding = engaged.get("message") if engaged.get("reason") == "Holding" else None
     return DeploymentEntry(
@@ -94,7 +96,7 @@ class ClusterView:
         self._namespaces = namespaces  # namespace name -> its labels
         self._grants = grants  # namespace -> ReferenceGrants in it
         self._deployments = deployments  # namespace -> DeploymentEntry
-        self._services = services  # (namespace, name) -> the Service's ports
+        self._services = services  # (namespace, name) -> the Service's facts (references.ServiceFacts)
         # (namespace, name) -> route_summary() of every HTTPRoute; a live index that may be empty (falsy) at first.
         self._routes = routes if routes is not None else {}
 
@@ -114,6 +116,10 @@ class ClusterView:
         )
         return next((s for s in candidates if s.key == key), None)
 
+    def every_switch(self) -> list[Switch]:
+        namespaced = [s for namespace in list(self._namespaced) for s in _values(self._namespaced, namespace)]
+        return namespaced + _values(self._cluster, CLUSTER_KEY)
+
     def has_cluster_switches(self) -> bool:
         return bool(_values(self._cluster, CLUSTER_KEY))
 
@@ -122,6 +128,9 @@ class ClusterView:
 
     def deployments_in(self, namespace: str) -> list[DeploymentEntry]:
         return _values(self._deployments, namespace)
+
+    def every_deployment(self) -> list[DeploymentEntry]:
+        return [entry for namespace in list(self._deployments) for entry in self.deployments_in(namespace)]
 
     def deployment(self, namespace: str, name: str) -> DeploymentEntry | None:
         return next((d for d in self.deployments_in(namespace) if d.name == name), None)
@@ -144,8 +153,7 @@ class ClusterView:
     def service_ports(self, namespace: str, name: str) -> list[int] | None:
         """The ports of a Service, or None when it does not exist."""
         found = _values(self._services, (namespace, name))
-        ports: list[int] | None = found[0] if found else None
-        return ports
+        return list(found[0].ports) if found else None
 
     def route(self, namespace: str, name: str) -> dict[str, Any] | None:
         """An HTTPRoute's rules and its Gateways' reports, or None when it does not exist (yet)."""

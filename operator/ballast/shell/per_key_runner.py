@@ -14,35 +14,50 @@ K = TypeVar("K", bound=Hashable)
 
 
 class PerKeyRunner(Generic[K]):
+    """Holds memory of a key only while a run of it is waiting or running: an idle key costs nothing, so the keys
+    of deleted objects are never kept."""
+
     def __init__(self, work: Callable[[K], Awaitable[None]], on_error: Callable[[K, Exception], None]) -> None:
         self.work = work
         self.on_error = on_error
         self.locks: dict[K, asyncio.Lock] = {}
+        self.users: dict[K, int] = {}  # runs of each key waiting for or holding its lock
         self.pending: set[K] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.paused = False
 
     def notify(self, key: K) -> None:
-        """Ask for a run of `key`; coalesces with one already waiting."""
-        if key in self.pending:
+        """Ask for a run of `key`; coalesces with one already waiting; dropped while paused."""
+        if self.paused or key in self.pending:
             return
         self.pending.add(key)
         task = asyncio.get_running_loop().create_task(self._run(key))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def forget(self, key: K) -> None:
-        lock = self.locks.get(key)
-        if lock is not None and not lock.locked() and key not in self.pending:
-            del self.locks[key]
-
     async def _run(self, key: K) -> None:
         lock = self.locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            self.pending.discard(key)
-            try:
-                await self.work(key)
-            except Exception as error:  # a failed run is the caller's to retry; it never kills the operator
-                self.on_error(key, error)
+        self.users[key] = self.users.get(key, 0) + 1
+        try:
+            async with lock:
+                self.pending.discard(key)
+                try:
+                    await self.work(key)
+                except Exception as error:  # a failed run is the caller's to retry; it never kills the operator
+                    self.on_error(key, error)
+        finally:
+            self.users[key] -= 1
+            if not self.users[key]:
+                del self.users[key], self.locks[key]
+
+    async def pause(self) -> None:
+        """Drop every request and cancel every run until `resume()` (a standby acts on nothing)."""
+        self.paused = True
+        await self.stop()
+        self.pending.clear()  # runs cancelled before they started never cleared their key
+
+    def resume(self) -> None:
+        self.paused = False
 
     async def stop(self) -> None:
         """Cancel every run (shutdown: state is in status, the next operator resumes from there)."""

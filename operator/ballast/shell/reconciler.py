@@ -3,7 +3,9 @@
 Event handlers and the tick only call `notify()`; reconciles of one object never overlap, events
 that arrive during a reconcile coalesce into one more, and due times kept in status drive the tick.
 Contract checks run beside the reconcile (`contract_checks.py`), never inside it, so a slow
-Prometheus never delays a kill switch: a finished check asks for a reconcile, which reads its verdict.
+Prometheus never delays a kill switch: the tick starts due checks, and a finished check asks for a
+reconcile, which reads its verdict. Someone writing first (a 409 on the status, a failed `test` in
+a route's JSON patch) is a lost race: decided again at once, on fresh state, with nothing dropped.
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ from ballast.shell.act import apply_responder, apply_route, apply_workloads
 from ballast.shell.children import Children
 from ballast.shell.cluster_view import ClusterView
 from ballast.shell.contract_checks import ContractChecks
-from ballast.shell.observe import fallback_service, observe
+from ballast.shell.observe import Observed, fallback_service, observe
 from ballast.shell.per_key_runner import PerKeyRunner
-from ballast.traffic.acceptance import parents_digest
+from ballast.shell.references import ReferenceView
+from ballast.traffic.acceptance import not_written, parents_digest
 from ballast.traffic.backends import backends_for
 from ballast.traffic.routers import router_for
 from ballast.workloads import render
@@ -47,6 +50,9 @@ Key = tuple[str, str]
 Manifest = dict[str, Any]
 
 RETRY_AFTER_ERROR = timedelta(seconds=5)
+RETRY_REFUSED = timedelta(seconds=15)
+# Lost races retried at once, in a row, before a key waits like any failure (a race lost every time is a bug).
+IMMEDIATE_RETRIES = 5
 
 
 class Reconciler:
@@ -57,6 +63,7 @@ class Reconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         *,
         view: ClusterView,
+        references: ReferenceView,
         children: Children,
         responder_image: str = DEFAULT_IMAGE,
     ) -> None:
@@ -64,10 +71,12 @@ class Reconciler:
         self.children = children
         self.clock = clock
         self.view = view
+        self.references = references
         self.responder_image = responder_image
         self.runner: PerKeyRunner[Key] = PerKeyRunner(self._reconcile_timed, self._failed)
         self.checks = ContractChecks(provider, self.notify)
         self.due: dict[Key, datetime] = {}
+        self.races: dict[Key, int] = {}  # lost races in a row, per key
         self.written: dict[Key, str] = {}  # the resourceVersion of the last status this reconciler wrote
         # Which deployments route to a Service or read grants of a namespace: their events reconcile them.
         self.fallback_services: dict[Key, set[Key]] = {}
@@ -84,26 +93,39 @@ class Reconciler:
         self.runner.notify((namespace, name))
 
     def changed(self, namespace: str, name: str, resource_version: str) -> None:
-        """A watch event of the ModelDeployment: reconcile, unless it is the echo of this reconciler's own write."""
+        """A watch event of the ModelDeployment: reconcile, unless it is the echo of this reconciler's own write.
+        Deployments whose fallbacks lead to it reconcile too: a fallback cycle may have closed or opened."""
         if self.written.get((namespace, name)) != resource_version:
             self.notify(namespace, name)
+            for refs in self.references.falling_back_to(namespace, name):
+                self.notify(refs.namespace, refs.name)
+
+    def route_changed(self, namespace: str, name: str) -> None:
+        """An HTTPRoute that is not a child changed: a routeRef route (opt-in, rules) or one taking a route's name."""
+        for refs in self.references.claiming(namespace, name):
+            self.notify(refs.namespace, refs.name)
 
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         self.due.pop(key, None)
+        self.races.pop(key, None)
         self.checks.forget(key)
         self.written.pop(key, None)
         self._watch_references(key, set(), set(), set())
-        self.runner.forget(key)
         metrics.forget(namespace, name)
 
     async def stop(self) -> None:
-        self.checks.cancel_all()
         await self.runner.stop()
+        await self.checks.stop()
 
-    def service_changed(self, namespace: str, name: str) -> None:
+    def service_changed(self, namespace: str, name: str, child_of: str | None = None) -> None:
+        """A Service a deployment routes to as a fallback, or one that may hold another's child's name, changed
+        (`child_of`: the deployment whose child it is, which its own child events reconcile)."""
         for key in list(self.fallback_services.get((namespace, name), ())):
             self.notify(*key)
+        for refs in self.references.deriving(namespace, name):
+            if refs.name != child_of:
+                self.notify(refs.namespace, refs.name)
 
     def grants_changed(self, namespace: str) -> None:
         for key in list(self.grant_namespaces.get(namespace, ())):
@@ -120,6 +142,7 @@ class Reconciler:
         while True:
             await asyncio.sleep(period)
             now = self.clock()
+            self.checks.start_due(now)
             for key, due in list(self.due.items()):
                 if due <= now:
                     self.due.pop(key, None)
@@ -129,13 +152,17 @@ class Reconciler:
         started = time.monotonic()
         try:
             await self.reconcile(*key)
+            self.races.pop(key, None)
         except ApiError as error:
             if error.namespace_terminating:
                 log.debug("%s/%s: its namespace is being deleted; not retrying", *key)
                 return
-            if error.status != 409:
+            races = self.races.get(key, 0) + 1
+            if not error.lost_race or races > IMMEDIATE_RETRIES:
+                self.races.pop(key, None)
                 raise
-            self.notify(*key)  # someone wrote in between: decide again on fresh state
+            self.races[key] = races
+            self.notify(*key)  # someone wrote in between: decide again, at once, on fresh state
         finally:
             metrics.reconcile_seconds.observe(time.monotonic() - started)
 
@@ -147,13 +174,14 @@ class Reconciler:
     def _watch_references(self, key: Key, services: set[Key], namespaces: set[str], routes: set[Key]) -> None:
         _reindex(self.fallback_services, key, services)
         _reindex(self.grant_namespaces, key, namespaces)
-        _reindex(self.route_users, key, routes)
+        for route in _reindex(self.route_users, key, routes):
+            self.route_reports.pop(route, None)  # no deployment serves through it any more
 
-    def _schedule(self, key: Key, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime) -> None:
+    def _schedule(self, key: Key, status: ModelDeploymentStatus, now: datetime, refused: bool) -> None:
+        """Wake at the core's next due time; checks start from the tick, and their verdicts wake it themselves."""
         due = [parse_time(status.next_check_at)] if status.next_check_at else []
-        check = self.checks.next_due(key, spec, status, now)
-        if check is not None:
-            due.append(check)
+        if refused:  # objects of a child's name, or a route, that are not Ballast's: look again while they last
+            due.append(now + RETRY_REFUSED)
         if due:
             self.due[key] = min(due)
         else:
@@ -170,6 +198,7 @@ class Reconciler:
         try:
             spec = ModelDeploymentSpec.model_validate(md["spec"])
         except ValidationError as error:
+            self.checks.forget((namespace, name))
             await self._report_invalid(md, status, error)
             return
         key = (namespace, name)
@@ -180,10 +209,12 @@ class Reconciler:
         self._watch_references(key, services, {ns for ns, _ in services if ns != namespace}, routes)
         desired = revision_hash(md["spec"])
         now = self.clock()
-        analysis = self.checks.verdict_if_due(key, spec, status, now)
-        observations = await observe(self.api, self.view, md, spec, status, children, analysis)
+        verdict = self.checks.verdict(key)
+        seen = await observe(self.api, self.view, self.references, md, spec, status, desired, children, verdict)
+        observations = seen.observations
         decision = decide(spec, desired, md["metadata"].get("generation", 1), status, observations, now)
-        self._report_acceptance(md, spec, status, decision.status, format_time(now))
+        templates = {r["metadata"]["labels"][render.REVISION_LABEL]: r["data"] for r in children.revisions}
+        self._report_acceptance(md, spec, status, decision.status, templates, seen, format_time(now))
 
         if decision.status != status:
             md = await self.api.patch_status(
@@ -191,6 +222,8 @@ class Reconciler:
                 md["metadata"]["resourceVersion"],
             )  # fmt: skip
             self.written[key] = md["metadata"]["resourceVersion"]
+        self.checks.written(key, verdict)  # only now: a conflict above retries with the verdict
+        self.checks.track(key, spec, decision.status, now)
         # Events go out beside the act step: a person reads them, traffic must not wait for them.
         events = asyncio.create_task(post_events(self.api, md, decision.events, now))
         try:
@@ -200,21 +233,21 @@ class Reconciler:
             weights = decision.status.weights
             metrics.record_state(namespace, name, decision.status.phase, weights.stable, weights.canary,
                                  weights.fallback, decision.status.kill_switch.engaged)  # fmt: skip
-            templates = {r["metadata"]["labels"][render.REVISION_LABEL]: r["data"] for r in children.revisions}
             # A kill switch moving users touches only the route: it goes first, before any workload write.
             rerouted = (status.weights.fallback, status.weights.fallback_name) != (
                 weights.fallback,
                 weights.fallback_name,
             )
             if rerouted:
-                await apply_route(self.api, md, spec, decision.status, children)
-            await apply_workloads(self.api, md, spec, decision.status, desired, templates, children)
-            await apply_responder(self.api, md, spec, children, self.responder_image)
+                await apply_route(self.api, md, spec, decision.status, templates, children, seen)
+            await apply_workloads(self.api, md, spec, decision.status, desired, templates, children, seen)
+            await apply_responder(self.api, md, spec, children, self.responder_image, seen)
             if not rerouted:
-                await apply_route(self.api, md, spec, decision.status, children)
+                await apply_route(self.api, md, spec, decision.status, templates, children, seen)
         finally:
             await events
-        self._schedule(key, spec, decision.status, now)
+        refused = bool(observations.conflicts) or observations.route_refused is not None
+        self._schedule(key, decision.status, now, refused)
 
     def _report_acceptance(
         self,
@@ -222,18 +255,26 @@ class Reconciler:
         spec: ModelDeploymentSpec,
         before: ModelDeploymentStatus,
         after: ModelDeploymentStatus,
+        templates: dict[str, Any],
+        seen: Observed,
         now: str,
     ) -> None:
-        """RouteAccepted: whether the Gateway accepted the route carrying what `after` asks for (read from memory)."""
+        """GatewayAccepted: whether the Gateway accepted the route carrying what `after` asks for (read from
+        memory); Unknown while Ballast may not write the route at all (RouteAccepted False)."""
         router = router_for(spec.traffic.router)
         name = router.watched_route(md, spec)
-        backends = backends_for(md, spec, after)
-        if name is None or backends is None:
+        if name is None:
             return
         namespace = md["metadata"]["namespace"]
         route = self.view.route(namespace, name)
         self.route_reports[(namespace, name)] = parents_digest(route)
-        accepted = router.acceptance(md, spec, backends, route)
+        backends = backends_for(md, spec, after, templates)
+        if seen.observations.route_refused is not None:
+            accepted: Condition | None = not_written(name)
+        elif backends is not None:
+            accepted = router.acceptance(md, spec, backends, route)
+        else:
+            return  # nothing deployed yet, so nothing routed
         if accepted is None:
             return
         accepted.observed_generation = after.observed_generation
@@ -265,12 +306,16 @@ class Reconciler:
 Ref = TypeVar("Ref", bound=Hashable)
 
 
-def _reindex(index: dict[Ref, set[Key]], key: Key, wanted: set[Ref]) -> None:
-    """Make `key` listed under exactly the references in `wanted`."""
+def _reindex(index: dict[Ref, set[Key]], key: Key, wanted: set[Ref]) -> list[Ref]:
+    """Make `key` listed under exactly the references in `wanted`; returns the references nobody is listed under
+    any more."""
+    dropped = []
     for ref in list(index):
         if ref not in wanted:
             index[ref].discard(key)
             if not index[ref]:
                 del index[ref]
+                dropped.append(ref)
     for ref in wanted:
         index.setdefault(ref, set()).add(key)
+    return dropped

@@ -2,8 +2,10 @@
 
 Writing a route is not serving it. A Gateway reports, per parent, whether it accepted the route
 (`Accepted`) and could resolve every backend (`ResolvedRefs`), for a given `metadata.generation`.
-The `RouteAccepted` condition is True only when the route carries the backends the status asks for
-and every parent Gateway reported both conditions True for that generation.
+The `GatewayAccepted` condition is True only when the route carries the backends the status asks
+for and every parent Gateway reported both conditions True for that generation. It is distinct from
+`RouteAccepted` (`rollout/refusals.py`), which says whether the route is Ballast's to write at all:
+while that is False Ballast writes nothing, and GatewayAccepted is Unknown (`NotWritten`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ballast.api.types import Condition
 
 Manifest = dict[str, Any]
 ROUTE_CONDITIONS = ("Accepted", "ResolvedRefs")
+CONDITION = "GatewayAccepted"
 
 
 def _ref_key(ref: Mapping[str, Any], namespace: str) -> tuple[str, str, int, int]:
@@ -41,11 +44,18 @@ def carries(route: Manifest, wanted: Mapping[str, list[Manifest]]) -> bool:
 
 
 def _accepted(holds: Literal["True", "False", "Unknown"], reason: str, message: str) -> Condition:
-    return Condition(type="RouteAccepted", status=holds, reason=reason, message=message)
+    return Condition(type=CONDITION, status=holds, reason=reason, message=message)
+
+
+def not_written(name: str) -> Condition:
+    """GatewayAccepted while Ballast may not write the route (RouteAccepted False): nothing of Ballast's to accept."""
+    return _accepted(
+        "Unknown", "NotWritten", f"Ballast writes nothing to HTTPRoute {name} while RouteAccepted is False"
+    )
 
 
 def route_acceptance(route: Manifest | None, name: str, wanted: Mapping[str, list[Manifest]]) -> Condition:
-    """The RouteAccepted condition of the route `name` (None: not observed) for the rules Ballast owns."""
+    """The GatewayAccepted condition of the route `name` (None: not observed) for the rules Ballast owns."""
     if route is None:
         return _accepted("Unknown", "RouteMissing", f"HTTPRoute {name} is not there yet")
     if not carries(route, wanted):
@@ -56,8 +66,11 @@ def route_acceptance(route: Manifest | None, name: str, wanted: Mapping[str, lis
         _parent_key(p.get("parentRef") or {"name": ""}, namespace): p
         for p in (route.get("status") or {}).get("parents") or []
     }
+    parents = (route.get("spec") or {}).get("parentRefs") or []
+    if not parents:
+        return _accepted("False", "NoParentRefs", f"HTTPRoute {name} names no parent Gateway, so none serves it")
     gateways: list[str] = []
-    for parent in (route.get("spec") or {}).get("parentRefs") or []:
+    for parent in parents:
         key = _parent_key(parent, namespace)
         gateway = f"{key[0]}/{key[1]}" + (f" ({key[2]})" if key[2] else "")
         gateways.append(gateway)

@@ -21,9 +21,13 @@ from ballast.workloads.render import DEPLOYMENT_LABEL, MANAGED_BY, owner_referen
 def backend_refs(spec: ModelDeploymentSpec, backends: Backends) -> list[Manifest]:
     """Weighted refs; those at weight 0 are left out, so a switched route names only its fallback, or nothing
     when a holding switch has none left (a rule without backends: the Gateway answers with an error)."""
-    refs: list[Manifest] = [{"name": backends.stable, "port": spec.traffic.port, "weight": backends.weights.stable}]
+    refs: list[Manifest] = [
+        {"name": backends.stable, "port": backends.port(backends.stable), "weight": backends.weights.stable}
+    ]
     if backends.canary is not None:
-        refs.append({"name": backends.canary, "port": spec.traffic.port, "weight": backends.weights.canary})
+        refs.append(
+            {"name": backends.canary, "port": backends.port(backends.canary), "weight": backends.weights.canary}
+        )
     fallback = backends.fallback
     if fallback is not None:
         ref: Manifest = {"name": fallback.name, "port": fallback.port, "weight": backends.weights.fallback}
@@ -48,14 +52,17 @@ def build_http_route(md: Manifest, spec: ModelDeploymentSpec, backends: Backends
                 "matches": [
                     {"headers": [{"type": h.type, "name": h.name, "value": h.value} for h in traffic.canary_match]}
                 ],
-                "backendRefs": [{"name": backends.canary, "port": traffic.port, "weight": 1}],
+                "backendRefs": [{"name": backends.canary, "port": backends.port(backends.canary), "weight": 1}],
                 "timeouts": _timeouts(spec),
             }
         )
     split: Manifest = {"name": "split", "backendRefs": backend_refs(spec, backends), "timeouts": _timeouts(spec)}
     if backends.mirror is not None:
         split["filters"] = [
-            {"type": "RequestMirror", "requestMirror": {"backendRef": {"name": backends.mirror, "port": traffic.port}}}
+            {
+                "type": "RequestMirror",
+                "requestMirror": {"backendRef": {"name": backends.mirror, "port": backends.port(backends.mirror)}},
+            }
         ]
     rules.append(split)
     route: Manifest = {
@@ -77,13 +84,22 @@ def build_http_route(md: Manifest, spec: ModelDeploymentSpec, backends: Backends
     return route
 
 
+# What the API server fills into a backendRef left without them (the HTTPRoute CRD's defaults).
+BACKEND_REF_DEFAULTS: Manifest = {"group": "", "kind": "Service", "weight": 1}
+
+
+def normalised(refs: list[Manifest]) -> list[Manifest]:
+    """backendRefs as the API server stores them, so what Ballast wants compares equal to what it wrote."""
+    return [{**BACKEND_REF_DEFAULTS, **ref} for ref in refs]
+
+
 def owned_rule_patch(route: Manifest, rule_name: str, refs: list[Manifest]) -> list[Manifest]:
     """JSON patch that replaces the backendRefs of one named rule, guarded by the resourceVersion."""
     rules = route.get("spec", {}).get("rules", [])
     index = next((i for i, rule in enumerate(rules) if rule.get("name") == rule_name), None)
     if index is None:
         raise LookupError(f"HTTPRoute {route['metadata']['name']} has no rule named {rule_name!r}")
-    if rules[index].get("backendRefs") == refs:
+    if normalised(rules[index].get("backendRefs") or []) == normalised(refs):
         return []
     return [
         {"op": "test", "path": "/metadata/resourceVersion", "value": route["metadata"]["resourceVersion"]},
@@ -117,10 +133,9 @@ class GatewayApiRouter:
         if ref is None:
             await api.apply(HTTP_ROUTES, build_http_route(md, spec, backends), current)
             return
-        route = await api.get(HTTP_ROUTES, md["metadata"]["namespace"], ref.name)
-        if route is None:
+        if current is None:  # the shell reads the route first and writes nothing when it is missing
             raise LookupError(f"traffic.routeRef: HTTPRoute {ref.name} does not exist")
-        patch = owned_rule_patch(route, ref.rule, backend_refs(spec, backends))
+        patch = owned_rule_patch(current, ref.rule, backend_refs(spec, backends))
         if patch:
             await api.json_patch(HTTP_ROUTES, md["metadata"]["namespace"], ref.name, patch)
 

@@ -5,7 +5,8 @@ Every method has a one-line contract; the decision core never sees a router.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
@@ -35,6 +36,14 @@ class Backends:
     weights: Weights
     mirror: str | None = None  # a Service that receives a copy of every request and answers nobody
     fallback: ServiceBackend | None = None  # takes `weights.fallback` percent
+    # Each revision Service's port (a revision keeps the port it started with), by Service name.
+    ports: Mapping[str, int] = field(default_factory=dict)
+    # The name every serving revision's pods give their serving port, when they agree: one Service selecting
+    # all of them (the service router) targets it by name, since revisions may listen on different ports.
+    port_name: str | None = None
+
+    def port(self, service: str) -> int:
+        return self.ports[service]
 
 
 @dataclass(frozen=True)
@@ -71,4 +80,4 @@ class Router(Protocol):
     def acceptance(
         self, md: Manifest, spec: ModelDeploymentSpec, backends: Backends, route: Manifest | None
     ) -> Condition | None:
-        """Whether the Gateway accepted `route` carrying `backends` (the RouteAccepted condition); None if moot."""
+        """Whether the Gateway accepted `route` carrying `backends` (the GatewayAccepted condition); None if moot."""

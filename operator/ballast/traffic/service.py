@@ -15,8 +15,11 @@ from ballast.traffic.router import Backends, Capabilities, Manifest
 from ballast.workloads.render import DEPLOYMENT_LABEL, MANAGED_BY, owner_reference
 
 
-def build_service(md: Manifest, spec: ModelDeploymentSpec) -> Manifest:
+def build_service(md: Manifest, spec: ModelDeploymentSpec, backends: Backends) -> Manifest:
+    """One Service over every revision's pods; it targets their port by name when they share one, since a
+    canary may listen on another port than the stable revision."""
     name = md["metadata"]["name"]
+    target: int | str = backends.port_name or backends.port(backends.stable)
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -28,7 +31,7 @@ def build_service(md: Manifest, spec: ModelDeploymentSpec) -> Manifest:
         },
         "spec": {
             "selector": {DEPLOYMENT_LABEL: name},
-            "ports": [{"name": "http", "port": spec.traffic.port, "targetPort": spec.traffic.port}],
+            "ports": [{"name": "http", "port": spec.traffic.port, "targetPort": target}],
         },
     }
 
@@ -39,7 +42,7 @@ class ServiceRouter:
     async def reconcile(
         self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec, backends: Backends, current: Manifest | None
     ) -> None:
-        await api.apply(SERVICES, build_service(md, spec), current)
+        await api.apply(SERVICES, build_service(md, spec, backends), current)
 
     def owned(self, md: Manifest) -> tuple[Resource, str]:
         return SERVICES, md["metadata"]["name"]

@@ -1,8 +1,10 @@
 """Render a revision's children: Deployment, Service, HorizontalPodAutoscaler, ControllerRevision.
 
-Pure functions from (the ModelDeployment, a revision, its template) to manifests. The template of
-each revision is kept in a ControllerRevision owned by the ModelDeployment, so a revision whose
-template is no longer in the spec (the stable one during a canary) can still be re-rendered.
+Pure functions from (the ModelDeployment, a revision, its recorded inputs) to manifests. What
+defines each revision (template, model name, port: `api/revision.py`) is kept in a
+ControllerRevision owned by the ModelDeployment, and a revision's pods and Service are rendered
+from that record alone, so a revision whose inputs are no longer in the spec (the stable one
+during a canary) is re-rendered exactly as it started.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from ballast import API_VERSION
 from ballast.api.modeldeployment import ModelDeploymentSpec
+from ballast.api.revision import MODEL_NAME_KEY, PORT_KEY
 
 DEPLOYMENT_LABEL = "ballast.dev/deployment"
 REVISION_LABEL = "ballast.dev/revision"
@@ -61,28 +64,48 @@ def _metadata(md: Manifest, name: str, labels: dict[str, str]) -> Manifest:
     }
 
 
-def revision_labels(md: Manifest, spec: ModelDeploymentSpec, revision: str) -> dict[str, str]:
+def model_name(inputs: dict[str, Any], spec: ModelDeploymentSpec) -> str:
+    """The model name a revision's pods carry (the spec's, for a revision recorded before it was part of one)."""
+    return str(inputs.get(MODEL_NAME_KEY) or spec.model.name)
+
+
+def served_port(inputs: dict[str, Any], spec: ModelDeploymentSpec) -> int:
+    """The port a revision's server listens on and its Service exposes (the spec's, for an older record)."""
+    return int(inputs.get(PORT_KEY) or spec.traffic.port)
+
+
+def port_name(inputs: dict[str, Any], spec: ModelDeploymentSpec) -> str | None:
+    """The name a revision's pods give the port they serve on, if any (None for a revision not recorded)."""
+    if "template" not in inputs and "image" not in inputs:
+        return None
+    port = served_port(inputs, spec)
+    containers = pod_template(inputs, spec).get("spec", {}).get("containers") or []
+    names = [p.get("name") for c in containers for p in c.get("ports") or [] if p.get("containerPort") == port]
+    return names[0] if names and names[0] else None
+
+
+def revision_labels(md: Manifest, spec: ModelDeploymentSpec, revision: str, inputs: dict[str, Any]) -> dict[str, str]:
     """Pod labels: stable for the life of a revision (a role change must not restart pods)."""
     return {
         DEPLOYMENT_LABEL: md["metadata"]["name"],
         REVISION_LABEL: revision,
-        MODEL_LABEL: label_value(spec.model.name),
+        MODEL_LABEL: label_value(model_name(inputs, spec)),
     }
 
 
-def pod_template(revision_inputs: dict[str, Any], spec: ModelDeploymentSpec) -> Manifest:
+def pod_template(inputs: dict[str, Any], spec: ModelDeploymentSpec) -> Manifest:
     """The pod template of a revision from what defines it: the user's template, or the image shorthand."""
-    if "template" in revision_inputs:
-        return copy.deepcopy(revision_inputs["template"])
+    if "template" in inputs:
+        return copy.deepcopy(inputs["template"])
     container: Manifest = {
         "name": SERVER_CONTAINER,
-        "image": revision_inputs["image"],
-        "ports": [{"name": "http", "containerPort": spec.traffic.port}],
+        "image": inputs["image"],
+        "ports": [{"name": "http", "containerPort": served_port(inputs, spec)}],
         "securityContext": RESTRICTED_CONTEXT,
     }
     for key in ("command", "args", "env"):
-        if key in revision_inputs:
-            container[key] = copy.deepcopy(revision_inputs[key])
+        if key in inputs:
+            container[key] = copy.deepcopy(inputs[key])
     return {"spec": {"containers": [container]}}
 
 
@@ -104,11 +127,11 @@ def controller_revision(md: Manifest, revision: str, revision_inputs: dict[str, 
 
 
 def deployment(
-    md: Manifest, spec: ModelDeploymentSpec, revision: str, role: str, replicas: int, template: Manifest
+    md: Manifest, spec: ModelDeploymentSpec, revision: str, role: str, replicas: int, inputs: dict[str, Any]
 ) -> Manifest:
     name = workload_name(md["metadata"]["name"], revision)
-    labels = revision_labels(md, spec, revision)
-    pod = copy.deepcopy(template)
+    labels = revision_labels(md, spec, revision, inputs)
+    pod = pod_template(inputs, spec)
     pod_metadata = pod.setdefault("metadata", {})
     pod_metadata["labels"] = {**pod_metadata.get("labels", {}), **labels}
     body: Manifest = {
@@ -126,20 +149,21 @@ def deployment(
     return body
 
 
-def service(md: Manifest, spec: ModelDeploymentSpec, revision: str, role: str) -> Manifest:
-    labels = revision_labels(md, spec, revision)
+def service(md: Manifest, spec: ModelDeploymentSpec, revision: str, role: str, inputs: dict[str, Any]) -> Manifest:
+    labels = revision_labels(md, spec, revision, inputs)
+    port = served_port(inputs, spec)
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _metadata(md, workload_name(md["metadata"]["name"], revision), {**labels, ROLE_LABEL: role}),
         "spec": {
             "selector": {DEPLOYMENT_LABEL: labels[DEPLOYMENT_LABEL], REVISION_LABEL: revision},
-            "ports": [{"name": "http", "port": spec.traffic.port, "targetPort": spec.traffic.port}],
+            "ports": [{"name": "http", "port": port, "targetPort": port}],
         },
     }
 
 
-def autoscaler(md: Manifest, spec: ModelDeploymentSpec, revision: str) -> Manifest | None:
+def autoscaler(md: Manifest, spec: ModelDeploymentSpec, revision: str, inputs: dict[str, Any]) -> Manifest | None:
     scaling = spec.model.autoscaling
     if scaling is None:
         return None
@@ -147,7 +171,7 @@ def autoscaler(md: Manifest, spec: ModelDeploymentSpec, revision: str) -> Manife
     body: Manifest = {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
-        "metadata": _metadata(md, name, revision_labels(md, spec, revision)),
+        "metadata": _metadata(md, name, revision_labels(md, spec, revision, inputs)),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
             "minReplicas": scaling.min_replicas,

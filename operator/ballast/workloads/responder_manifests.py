@@ -75,10 +75,14 @@ def responder_deployment(md: Manifest, reject: Reject, image: str) -> Manifest:
     }
 
 
-def responder_disruption_budget(md: Manifest, reject: Reject) -> Manifest | None:
-    """One responder pod stays through voluntary disruptions (drains); none with a single replica, which a
+def has_disruption_budget(reject: Reject) -> bool:
+    """One responder pod stays through voluntary disruptions (drains); no budget with a single replica, which a
     budget would only make undrainable."""
-    if reject.replicas < 2:
+    return reject.replicas >= 2
+
+
+def responder_disruption_budget(md: Manifest, reject: Reject) -> Manifest | None:
+    if not has_disruption_budget(reject):
         return None
     return {
         "apiVersion": "policy/v1",

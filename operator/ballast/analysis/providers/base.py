@@ -1,4 +1,4 @@
-"""The metrics-provider protocol: run a query, say whether the backend answers."""
+"""The metrics-provider protocol: run a query (within a bounded time), say whether the backend answers."""
 
 from __future__ import annotations
 
@@ -22,3 +22,6 @@ class MetricsProvider(Protocol):
 
     async def online(self) -> bool:
         """True when the backend answers a trivial query."""
+
+    async def close(self) -> None:
+        """Release connections (the operator is stopping)."""
