@@ -52,9 +52,10 @@ class Needed:
 
     def message(self) -> str:
         kind = f"{self.resource}.{self.group}" if self.group else self.resource
+        why = self.why.replace("\\", "\\\\").replace("'", "\\'")  # inside a CEL string literal
         return (
             f"request.userInfo.username + ' may not {self.verb} {kind} in namespace ' + object.metadata.namespace"
-            f" + ', which Ballast would do for ModelDeployment ' + object.metadata.name + ' ({self.why})"
+            f" + ', which Ballast would do for ModelDeployment ' + object.metadata.name + ' ({why})"
             "; ask for that permission, or have someone who has it apply this'"
         )
 
@@ -90,7 +91,7 @@ NEEDED = (
         "create",
         "has(object.spec.fallbacks) && object.spec.fallbacks.exists(f, has(f.reject) && "
         "(!has(f.reject.replicas) || f.reject.replicas >= 2))",
-        "the reject responder's, which keeps one of its pods through node drains",
+        "for the reject responder: it keeps one of its pods through node drains",
     ),
 )
 
