@@ -161,6 +161,12 @@ def test_index_entries_read_the_bodies_kopf_hands_over() -> None:
             {"type": "KillSwitchEngaged", "status": "False", "reason": "NoUsableFallback", "message": "rules: gone"}]},
     })  # fmt: skip
     assert (entry.labels, entry.engaged, entry.refused) == ({"team": "x"}, False, "rules: gone")
+    held = deployment_entry({
+        "metadata": {"namespace": "a", "name": "byo"},
+        "status": {"conditions": [{"type": "KillSwitchEngaged", "status": "False", "reason": "RouteRefused",
+                                   "message": "route not opted in"}]},
+    })  # fmt: skip
+    assert held.refused == "route not opted in"  # the switch names it among those it cannot switch
     grant = grant_of({"metadata": {"namespace": "shared", "name": "g"}, "spec": {
         "from": [{"group": "ballast.dev", "kind": "ModelDeployment", "namespace": "apps"}],
         "to": [{"group": "", "kind": "Service"}]}})  # fmt: skip
