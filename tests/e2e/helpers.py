@@ -124,13 +124,14 @@ def wait_available(cluster: Cluster, deployment: str, namespace: str) -> None:
     wait_until(available, 60, f"deployment {namespace}/{deployment} to be Available")
 
 
-def send(data_plane: DataPlane, host: str, total: int = 200) -> LoadReport:
+def send(data_plane: DataPlane, host: str, total: int = 200, headers: dict[str, str] | None = None) -> LoadReport:
     return loadgen.run(
         f"{data_plane.gateway_url}/v1/chat/completions",
         total=total,
         rate=400,
         concurrency=16,
         host=host,
+        headers=headers,
         max_seconds=60,
     )
 

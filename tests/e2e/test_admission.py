@@ -78,6 +78,21 @@ def test_a_user_who_may_create_what_ballast_creates_is_accepted(cluster: Cluster
 
 
 @pytest.mark.usefixtures("people")
+def test_a_reject_responder_of_two_pods_needs_the_right_to_its_disruption_budget(
+    cluster: Cluster, namespace: str
+) -> None:
+    """A PodDisruptionBudget can hold up node drains: Ballast writes one only for whom may write it."""
+    manifest = model_deployment("with-reject", namespace)
+    manifest["spec"]["fallbacks"] = [{"name": "sorry", "reject": {}}]
+    refused = _create_as(cluster, OPERATOR_OF_WORKLOADS, manifest)
+    assert refused.returncode != 0
+    assert f"{OPERATOR_OF_WORKLOADS} may not create poddisruptionbudgets.policy" in refused.stderr
+    manifest["spec"]["fallbacks"] = [{"name": "sorry", "reject": {"replicas": 1}}]  # no budget for one pod
+    accepted = _create_as(cluster, OPERATOR_OF_WORKLOADS, manifest)
+    assert accepted.returncode == 0, accepted.stderr
+
+
+@pytest.mark.usefixtures("people")
 def test_only_a_new_spec_is_judged_so_labels_stay_editable(cluster: Cluster, namespace: str) -> None:
     assert _create_as(cluster, OPERATOR_OF_WORKLOADS, model_deployment("shared", namespace)).returncode == 0
     labelled = cluster.kubectl(

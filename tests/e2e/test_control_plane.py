@@ -166,6 +166,12 @@ async def test_a_route_patch_whose_test_no_longer_holds_is_told_apart_as_a_lost_
         ("watch", "namespaces", True),
         ("get", "gatewayclasses.gateway.networking.k8s.io", True),
         ("patch", "gatewayclasses.gateway.networking.k8s.io", False),
+        # The reject responder's disruption budget, and nothing else of the policy group.
+        ("create", "poddisruptionbudgets.policy", True),
+        ("get", "poddisruptionbudgets.policy", True),  # one of the responder's name not yet in memory
+        ("watch", "poddisruptionbudgets.policy", True),
+        ("update", "poddisruptionbudgets.policy", False),
+        ("create", "pods/eviction", False),
     ],
 )
 def test_the_operator_identity_has_exactly_its_role(

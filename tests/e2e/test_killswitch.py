@@ -106,8 +106,9 @@ def test_a_kill_switch_sends_every_request_to_the_fallback_and_deleting_it_resto
     assert "KillSwitchEngaged" in described
     wait_until(
         lambda: switch_status(cluster, "killswitch", "incident", namespace).get("deployments")
-        == [{"namespace": namespace, "name": "bot", "fallback": "rules", "since": state["engagedAt"]}],
-        15, "the KillSwitch's status to list the switched deployment",
+        == [{"namespace": namespace, "name": "bot", "fallback": "rules", "since": state["engagedAt"],
+             "accepted": True}],
+        15, "the KillSwitch's status to list the switched deployment, accepted by the Gateway",
     )  # fmt: skip
 
     # The operator restarting while switched keeps the switch: no flap through the model.
@@ -311,7 +312,7 @@ def test_bad_references_are_reported_and_leave_traffic_unchanged(
     wait_serving(data_plane, f"bot.{namespace}.test", f"bot-{stable}")
     wait_until(
         lambda: condition(switch_status(cluster, "killswitch", "incident", namespace), "Ready").get("reason")
-        == "NoUsableFallback", 15, "the KillSwitch to say it cannot switch bot",
+        == "CannotSwitch", 15, "the KillSwitch to say it cannot switch bot",
     )  # fmt: skip
 
     # Fixing the reference engages the switch that was waiting.

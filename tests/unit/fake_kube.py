@@ -19,7 +19,7 @@ import kopf
 from ballast.handlers import indexes
 from ballast.kube.client import KubeApi
 from ballast.shell.children import Children
-from ballast.shell.cluster_view import ClusterView, deployment_entry
+from ballast.shell.cluster_view import ClusterView, deployment_entry, route_summary
 from ballast.shell.references import ReferenceView, deployment_refs, service_facts
 from ballast.workloads.render import DEPLOYMENT_LABEL
 
@@ -189,6 +189,7 @@ class FakeKube:
             self._children("services", trimmed),
             self._children("httproutes", trimmed),
             self._children("horizontalpodautoscalers", trimmed),
+            self._children("poddisruptionbudgets", trimmed),
         )
 
     def _by_namespace(self, plural: str, value: Any) -> dict[Any, list[Any]]:
@@ -202,7 +203,11 @@ class FakeKube:
 
     def cluster_view(self) -> ClusterView:
         deployments = self._by_namespace("modeldeployments", deployment_entry)
-        return ClusterView({}, {}, {}, {}, deployments, self.services())
+        routes = {
+            (body["metadata"]["namespace"], body["metadata"]["name"]): [route_summary(body)]
+            for body in self.of("httproutes")
+        }
+        return ClusterView({}, {}, {}, {}, deployments, self.services(), routes)
 
     def references(self) -> ReferenceView:
         return ReferenceView(self.services(), self._by_namespace("modeldeployments", deployment_refs))

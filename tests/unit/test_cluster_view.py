@@ -32,6 +32,7 @@ class FakeApi:
     def __init__(self, bodies: dict[str, Any]) -> None:
         self.bodies = bodies
         self.patches: list[tuple[str, dict[str, Any]]] = []
+        self.events: list[tuple[str, dict[str, Any]]] = []
 
     async def get(self, resource: Any, namespace: str | None, name: str) -> Any:
         body = self.bodies.get(name)
@@ -41,6 +42,10 @@ class FakeApi:
         self.patches.append((name, status))
         self.bodies[name] = {**self.bodies[name], "status": status}
         return {}
+
+    async def create(self, resource: Any, namespace: str, body: Any) -> Any:
+        self.events.append((namespace, body))
+        return body
 
 
 def cluster_view(switches: list[Any], deployments: list[DeploymentEntry], namespaces: dict[str, dict[str, str]]) -> Any:
@@ -61,7 +66,7 @@ def cluster_view(switches: list[Any], deployments: list[DeploymentEntry], namesp
 FLEET = [
     DeploymentEntry("prod-1", "bot", {"tier": "external"}),
     DeploymentEntry("prod-1", "internal", {"tier": "internal"}),
-    DeploymentEntry("prod-2", "bot", {"tier": "external"}, engaged=True, fallback="rules", since="t"),
+    DeploymentEntry("prod-2", "bot", {"tier": "external"}, engaged=True, fallback="rules", since="t", accepted=True),
     DeploymentEntry("dev", "bot", {"tier": "external"}),
 ]
 NAMESPACES = {"prod-1": {"env": "prod"}, "prod-2": {"env": "prod"}, "dev": {"env": "dev"}}
@@ -99,13 +104,43 @@ async def test_switch_status_names_each_selected_deployment_and_is_written_once(
     assert name == "outage"
     assert status["matched"] == 2
     assert status["deployments"] == [
-        {"namespace": "prod-1", "name": "bot"},
-        {"namespace": "prod-2", "name": "bot", "fallback": "rules", "since": "t"},
+        {"namespace": "prod-1", "name": "bot", "accepted": False, "problem": "not switched yet"},
+        {"namespace": "prod-2", "name": "bot", "fallback": "rules", "since": "t", "accepted": True},
     ]
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "Switching")
+    assert "prod-1/bot: not switched yet" in ready["message"]
     await writer._write(("ClusterKillSwitch", "", "outage"))  # nothing changed: nothing written
     assert len(api.patches) == 1
+    assert api.events == []
+
+
+async def test_a_switch_names_what_it_cannot_switch_or_what_the_gateway_has_not_accepted_once() -> None:
+    fleet = [
+        DeploymentEntry("prod-1", "bot", {"tier": "external"}, refused="the service router cannot route to a fallback"),
+        DeploymentEntry("prod-2", "bot", {"tier": "external"}, engaged=True, fallback="rules", since="t",
+                        not_accepted="Gateway gw: ResolvedRefs is False (BackendNotFound)"),
+    ]  # fmt: skip
+    view = cluster_view([CLUSTER_SWITCH], fleet, NAMESPACES)
+    api = FakeApi({"outage": {**CLUSTER_SWITCH, "apiVersion": "ballast.dev/v1alpha1",
+                              "metadata": {**CLUSTER_SWITCH["metadata"], "uid": "u1"}}})  # fmt: skip
+    writer = KillSwitchDispatcher(api, view, FakeReconciler())  # type: ignore[arg-type]
+    await writer._write(("ClusterKillSwitch", "", "outage"))
+    ((_, status),) = api.patches
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "CannotSwitch")
+    assert ready["message"] == "1 cannot be switched: prod-1/bot: the service router cannot route to a fallback"
+    assert status["deployments"][1]["problem"] == "Gateway gw: ResolvedRefs is False (BackendNotFound)"
+    ((namespace, event),) = api.events
+    assert namespace == "default"  # a ClusterKillSwitch is cluster-scoped: its Events live in default
+    assert (event["reason"], event["type"], event["involvedObject"]["kind"]) == (
+        "CannotSwitch", "Warning", "ClusterKillSwitch")  # fmt: skip
+    assert event["message"] == "prod-1/bot cannot be switched: the service router cannot route to a fallback"
+    writer.view = cluster_view([CLUSTER_SWITCH], [fleet[0], DeploymentEntry("prod-2", "bot", {"tier": "external"},
+                               engaged=True, fallback="rules", since="t", accepted=True)], NAMESPACES)  # fmt: skip
+    await writer._write(("ClusterKillSwitch", "", "outage"))
+    assert len(api.patches) == 2
+    assert len(api.events) == 1  # the same refusal is not announced twice
 
 
 def test_the_view_reads_sources_grants_and_services_from_memory() -> None:
@@ -126,8 +161,22 @@ def test_index_entries_read_the_bodies_kopf_hands_over() -> None:
             {"type": "KillSwitchEngaged", "status": "False", "reason": "NoUsableFallback", "message": "rules: gone"}]},
     })  # fmt: skip
     assert (entry.labels, entry.engaged, entry.refused) == ({"team": "x"}, False, "rules: gone")
+    held = deployment_entry({
+        "metadata": {"namespace": "a", "name": "byo"},
+        "status": {"conditions": [{"type": "KillSwitchEngaged", "status": "False", "reason": "RouteRefused",
+                                   "message": "route not opted in"}]},
+    })  # fmt: skip
+    assert held.refused == "route not opted in"  # the switch names it among those it cannot switch
     grant = grant_of({"metadata": {"namespace": "shared", "name": "g"}, "spec": {
         "from": [{"group": "ballast.dev", "kind": "ModelDeployment", "namespace": "apps"}],
         "to": [{"group": "", "kind": "Service"}]}})  # fmt: skip
     assert grant.permits("ballast.dev", "ModelDeployment", "apps", "anything")
     assert not grant.permits("ballast.dev", "ModelDeployment", "other", "anything")
+
+
+def test_the_view_reads_routes_from_the_live_index_even_when_it_starts_empty() -> None:
+    routes: dict[Any, list[Any]] = {}  # kopf fills its index in place after the view is built
+    view = ClusterView({}, {}, {}, {}, {}, {}, routes)
+    assert view.route("apps", "bot") is None
+    routes[("apps", "bot")] = [{"metadata": {"name": "bot"}}]
+    assert view.route("apps", "bot") == {"metadata": {"name": "bot"}}

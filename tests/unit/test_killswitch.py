@@ -50,7 +50,8 @@ def test_engaging_routes_everyone_to_the_fallback_and_records_why() -> None:
     decision = run.step("aaa", 1)
     state = decision.status.kill_switch
     assert decision.status.weights.model_dump() == {"stable": 0, "canary": 0, "fallback": 100, "fallback_name": "rules"}
-    assert (state.engaged, state.fallback, state.episode, state.sources) == (True, "rules", 1, [SWITCH])
+    assert (state.engaged, state.fallback, state.episode) == (True, "rules", 1)
+    assert state.sources == [SWITCH.model_copy(update={"since": "2026-11-24T12:00:01Z"})]
     assert [e.reason for e in decision.events] == ["KillSwitchEngaged"]
     assert "KillSwitch ns/incident (withdrawn policy)" in decision.events[0].message
     entry = decision.status.history[-1]
@@ -94,30 +95,38 @@ def test_the_policy_fallback_comes_first_then_the_list_order() -> None:
 
 
 def test_no_usable_fallback_leaves_traffic_unchanged_and_names_every_problem() -> None:
-    run = Run(switched_spec())
-    run.fallbacks = {
-        "rules": FallbackObservation(False, "Service ns/faq-rules not found"),
-        "sorry": FallbackObservation(False, "the responder Deployment m-reject is not Available yet"),
-    }
+    run = Run(spec({"fallbacks": [{"name": "rules", "service": {"name": "faq-rules", "port": 8080}},
+                                  {"name": "previous", "previousRevision": True}]}))  # fmt: skip
+    run.fallbacks = {"rules": FallbackObservation(False, "Service ns/faq-rules not found")}
     run.to_first_step()
     run.switches = (SWITCH,)
     refused = run.step("bbb", 1)
-    assert (refused.status.weights.stable, refused.status.weights.canary, refused.status.weights.fallback) == (
-        90,
-        10,
-        0,
-    )
+    weights = refused.status.weights
+    assert (weights.stable, weights.canary, weights.fallback) == (90, 10, 0)
     assert [e.reason for e in refused.events] == ["NoUsableFallback"]
     message = refused.events[0].message
     assert "rules: Service ns/faq-rules not found" in message
     assert "previous: there is no previous revision yet" in message
     condition = next(c for c in refused.status.conditions if c.type == "KillSwitchEngaged")
     assert (condition.status, condition.reason) == ("False", "NoUsableFallback")
+    assert refused.status.kill_switch.sources[0].since is None  # not switched, so not switched since anything
     assert run.step("bbb", 120).status.current_step == 0  # still frozen: someone asked the model to stop
     assert run.step("bbb", 1).events == ()  # refused once per episode
 
 
-def test_a_revoked_fallback_moves_users_on_and_back_to_the_model_when_none_is_left() -> None:
+def test_a_switch_with_a_reject_fallback_engages_even_before_the_responder_serves() -> None:
+    run = Run(switched_spec())
+    run.fallbacks = {"rules": FallbackObservation(False, "gone"), "sorry": FallbackObservation(False, "no ready pod")}
+    run.to_first_step()
+    run.switches = (SWITCH,)
+    held = run.step("bbb", 1)
+    assert (held.status.weights.fallback, held.status.weights.fallback_name) == (100, "sorry")
+    assert held.status.kill_switch.holding
+    assert [e.reason for e in held.events] == ["KillSwitchEngaged"]
+    assert "users get sorry anyway" in held.events[0].message
+
+
+def test_a_revoked_fallback_moves_users_on_and_holds_them_off_the_model_when_none_is_left() -> None:
     run = Run(switched_spec())
     run.observed = {"aaa": READY}
     run.step("aaa")
@@ -125,10 +134,26 @@ def test_a_revoked_fallback_moves_users_on_and_back_to_the_model_when_none_is_le
     run.switches = (SWITCH,)
     run.step("aaa", 1)
     run.fallbacks = {"rules": FallbackObservation(False, "no ReferenceGrant"), "sorry": FallbackObservation(False, "x")}
-    gone = run.step("aaa", 1)
-    assert gone.status.weights.fallback == 0
-    assert gone.status.weights.stable == 100
-    assert [e.reason for e in gone.events] == ["KillSwitchReleased", "NoUsableFallback"]
+    held = run.step("aaa", 1)
+    assert (held.status.weights.fallback, held.status.weights.stable) == (100, 0)
+    assert held.status.kill_switch.fallback == "rules"
+    assert [e.reason for e in held.events] == ["KillSwitchHolding"]
+    # The fallback in force leaves the spec: the reject responder takes over, still holding.
+    run.spec = spec({"fallbacks": [f.model_dump(by_alias=True, exclude_none=True) for f in run.spec.fallbacks[1:]]})
+    moved = run.step("aaa", 1)
+    assert (moved.status.weights.fallback_name, moved.status.kill_switch.holding) == ("sorry", True)
+    assert [e.reason for e in moved.events] == ["FallbackChanged"]
+    # No fallback declared at all: no backend, and the route names none of the model's revisions.
+    run.spec = spec()
+    bare = run.step("aaa", 1)
+    assert (bare.status.weights.fallback, bare.status.weights.fallback_name) == (100, None)
+    assert "the Gateway answers every request with an error" in bare.events[0].message
+    backends = backends_for({"metadata": {"name": "bot", "namespace": "ns", "uid": "u"}}, run.spec, bare.status)
+    assert backends is not None
+    assert backend_refs(run.spec, backends) == []
+    run.switches = ()
+    assert [e.reason for e in run.step("aaa", 1).events] == ["KillSwitchReleased"]
+    assert run.status.weights.stable == 100
 
 
 def test_the_previous_revision_as_fallback_stays_warm_while_it_serves() -> None:
@@ -268,15 +293,25 @@ def test_only_engaged_switches_are_sources_in_a_stable_order() -> None:
 def test_switch_status_counts_routes_and_names_what_cannot_be_switched() -> None:
     switch = Switch("ClusterKillSwitch", "s", None, ClusterKillSwitchSpec(all_namespaces=True, reason="r"))
     selected = [
-        DeploymentEntry("a", "one", engaged=True, fallback="rules", since="t1"),
+        DeploymentEntry("a", "one", engaged=True, fallback="rules", since="t1", accepted=True),
         DeploymentEntry("b", "two", refused="rules: Service b/faq not found"),
+        DeploymentEntry("c", "three", engaged=True, fallback="sorry", since="t1", accepted=True, holding="sorry: gone"),
     ]
     status = switch_status(switch, 3, KillSwitchStatus(), selected, "t2")
-    assert (status.matched, status.observed_generation, status.engaged_at) == (2, 3, "t2")
-    assert [(d.name, d.fallback) for d in status.deployments] == [("one", "rules"), ("two", None)]
+    assert (status.matched, status.observed_generation, status.engaged_at) == (3, 3, "t2")
+    assert [(d.name, d.fallback, d.accepted) for d in status.deployments] == [
+        ("one", "rules", True), ("two", None, False), ("three", "sorry", True)]  # fmt: skip
+    assert [d.problem for d in status.deployments] == [None, "rules: Service b/faq not found", "sorry: gone"]
+    engaged = next(c for c in status.conditions if c.type == "Engaged")
+    assert engaged.message.startswith("2 of 3 selected ModelDeployments serve their users from a fallback")
     ready = next(c for c in status.conditions if c.type == "Ready")
-    assert (ready.status, ready.reason) == ("False", "NoUsableFallback")
+    assert (ready.status, ready.reason) == ("False", "CannotSwitch")
     assert "b/two: rules: Service b/faq not found" in ready.message
+    # Once the refused one is gone, the holding one is named in a Ready condition that holds.
+    alone = switch_status(switch, 3, status, [selected[0], selected[2]], "t3")
+    ready = next(c for c in alone.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("True", "AllSwitched")
+    assert "1 hold their users off the model with no usable fallback: c/three: sorry: gone" in ready.message
 
 
 # ----------------------------------------------------------------------------------- grants

@@ -422,7 +422,7 @@ async def test_a_paused_runner_drops_requests_and_cancels_its_runs_until_resumed
 async def leadership() -> AsyncIterator[tuple[Leadership, list[Any], list[Any]]]:
     view = cluster_view([CLUSTER_SWITCH], [*FLEET, DeploymentEntry("other", "bot", {})], NAMESPACES)
     reconciler = Reconciler(
-        recording_api([]), view=view, references=ReferenceView({}, {}), children=Children({}, {}, {}, {}, {}, {})
+        recording_api([]), view=view, references=ReferenceView({}, {}), children=Children({}, {}, {}, {}, {}, {}, {})
     )
     dispatcher = KillSwitchDispatcher(reconciler.api, view, reconciler)
     reconciled: list[Any] = []

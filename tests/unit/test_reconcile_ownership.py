@@ -161,7 +161,7 @@ async def test_a_child_written_moments_ago_and_not_yet_in_memory_is_still_its_ow
     await h.reconcile("bot")
     h.reconciler.children = h.kube.children()
     children = h.kube.children
-    h.kube.children = lambda: type(children())(*({},) * 6)  # type: ignore[method-assign]  # the watch lags
+    h.kube.children = lambda: type(children())(*({},) * len(children().indexes))  # type: ignore[method-assign]  # the watch lags
     status = await h.reconcile("bot")
     assert condition(status, "ChildrenOwned")["status"] == "True"
 
@@ -200,12 +200,25 @@ async def test_a_route_ref_takes_a_rule_only_of_a_route_that_opts_in() -> None:
     assert (refused["status"], refused["reason"]) == ("False", "NotOptedIn")
     assert f"{OPT_IN_ANNOTATION}: bot" in refused["message"]
     assert "traffic is left exactly as it is" in refused["message"]
+    # What the Gateway accepted is another question, moot while Ballast writes nothing to the route.
+    unwritten = condition(status, "GatewayAccepted")
+    assert (unwritten["status"], unwritten["reason"]) == ("Unknown", "NotWritten")
     # The route's owner opts in: the rule is Ballast's; then nothing more is written while nothing changes.
     route["metadata"]["annotations"] = {OPT_IN_ANNOTATION: "bot, other"}
     status = await h.reconcile("bot")
     assert condition(status, "RouteAccepted")["status"] == "True"
     written = h.kube.get("httproutes", NS, "shared")
     assert written is not None
+    # Written is not served: a route attached to no Gateway is served by none; one attached waits for the
+    # Gateway's report on the generation with Ballast's rule.
+    assert condition(await h.reconcile("bot"), "GatewayAccepted")["reason"] == "NoParentRefs"
+    written["spec"]["parentRefs"] = [{"name": "gw"}]
+    assert condition(await h.reconcile("bot"), "GatewayAccepted")["reason"] == "Pending"
+    reported = {"type": "Accepted", "status": "True", "observedGeneration": written["metadata"]["generation"]}
+    written["status"] = {"parents": [{"parentRef": {"name": "gw"}, "controllerName": "traefik.io/gateway",
+                                      "conditions": [reported, {**reported, "type": "ResolvedRefs"}]}]}  # fmt: skip
+    accepted = condition(await h.reconcile("bot"), "GatewayAccepted")
+    assert (accepted["status"], accepted["reason"]) == ("True", "Accepted")
     assert [r["name"] for r in written["spec"]["rules"][1]["backendRefs"]] == [f"bot-{status['stableRevision']}"]
     assert written["spec"]["rules"][0] == route["spec"]["rules"][0]
     before = [w for w in h.kube.writes() if w[1] == "httproutes/shared"]
@@ -250,3 +263,29 @@ async def test_a_fallback_cycle_between_deployments_is_not_usable() -> None:
         assert "a fallback cycle" in message
         other = "b" if name == "a" else "a"
         assert f"({NS}/{name} -> {NS}/{other} -> {NS}/{name})" in message
+
+
+async def test_the_responders_disruption_budget_is_its_own_or_left_alone() -> None:
+    """Two responder pods get a PodDisruptionBudget; one of that name Ballast did not create is never adopted,
+    and a responder of one pod, or none, leaves no budget of its own behind."""
+    h = Harness()
+    md = h.kube.put("modeldeployments", model_deployment("bot", fallbacks=[{"name": "sorry", "reject": {}}]))
+    await h.reconcile("bot")
+    budget = h.kube.get("poddisruptionbudgets", NS, "bot-reject")
+    assert budget is not None
+    assert budget["spec"]["minAvailable"] == 1
+    md["spec"]["fallbacks"] = [{"name": "sorry", "reject": {"replicas": 1}}]
+    await h.reconcile("bot")
+    assert h.kube.get("poddisruptionbudgets", NS, "bot-reject") is None
+    users = h.kube.put("poddisruptionbudgets", {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                                                 "metadata": {"name": "bot-reject", "namespace": NS},
+                                                 "spec": {"maxUnavailable": 0}})  # fmt: skip
+    md["spec"]["fallbacks"] = [{"name": "sorry", "reject": {}}]
+    status = await h.reconcile("bot")
+    assert h.kube.get("poddisruptionbudgets", NS, "bot-reject") == users
+    owned = condition(status, "ChildrenOwned")
+    assert "PodDisruptionBudget bot-reject exists and was not created by Ballast" in owned["message"]
+    del md["spec"]["fallbacks"]
+    await h.reconcile("bot")
+    assert h.kube.get("poddisruptionbudgets", NS, "bot-reject") == users  # not its own: never deleted
+    assert h.kube.get("deployments", NS, "bot-reject") is None  # the responder itself was, being its own

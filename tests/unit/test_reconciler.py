@@ -172,7 +172,7 @@ def held_world(spec: dict[str, Any], provider: Any = None) -> World:
     }  # fmt: skip
     api = FakeApi(md)
     none: dict[Any, list[Any]] = {}
-    children = Children({KEY: [deployment("aaa"), deployment(canary)]}, none, none, none, none, none)
+    children = Children({KEY: [deployment("aaa"), deployment(canary)]}, none, none, none, none, none, none)
     view = ClusterView(none, none, none, none, none, none)
     world = World(api, None, held, canary)  # type: ignore[arg-type]
     world.reconciler = Reconciler(

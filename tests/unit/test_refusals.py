@@ -25,6 +25,9 @@ def test_a_refused_route_moves_nothing_not_even_a_kill_switch() -> None:
     assert (refused.status.current_step, refused.status.kill_switch.engaged) == (0, False)
     assert refused.status.next_check_at is None  # nothing falls due while held: no step ends, no deadline passes
     assert conditions(run)["RouteAccepted"] == ("False", "NotOptedIn")
+    # The switch is not ignored in silence: the deployment says why it is not switched (the switch lists it).
+    assert conditions(run)["KillSwitchEngaged"] == ("False", "RouteRefused")
+    assert "does not opt in" in next(c.message for c in run.status.conditions if c.type == "KillSwitchEngaged")
     assert [(h.action, h.reason) for h in refused.history] == [("refuse-route", "NotOptedIn")]
     assert "traffic is left exactly as it is" in refused.events[0].message
     assert run.step("bbb", 1).history == ()  # one decision while it lasts

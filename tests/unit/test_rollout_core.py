@@ -313,8 +313,9 @@ def check_transition(before: ModelDeploymentStatus, after: ModelDeploymentStatus
     weights = after.weights
     assert weights.stable + weights.canary + weights.fallback == 100
     state = after.kill_switch
-    # A switch routes everything to one fallback, or nothing: never a partial split.
-    assert (weights.fallback, bool(weights.fallback_name)) == ((100, True) if state.engaged else (0, False))
+    # A switch routes everything to one fallback (or, holding with none left, to no backend): never a partial split.
+    assert weights.fallback == (100 if state.engaged else 0)
+    assert state.engaged or weights.fallback_name is None
     if state.engaged:
         assert state.resume is not None
         assert state.fallback == weights.fallback_name

@@ -2,7 +2,8 @@
 
 Ballast creates, for each ModelDeployment, what its requester asked for but with the operator's
 rights: a Deployment per revision (running the pod template, with any ServiceAccount of the
-namespace), Services, an HTTPRoute and HorizontalPodAutoscalers. The policy refuses a
+namespace), Services, an HTTPRoute, HorizontalPodAutoscalers and the reject responder's
+PodDisruptionBudget (which can hold up node drains). The policy refuses a
 ModelDeployment (created, or its spec changed) whose requester could not create those objects in
 that namespace, asking the API server's authorizer (CEL `authorizer`) as that requester. Anyone
 who may create Deployments may already run any pod template and use any ServiceAccount of the
@@ -51,9 +52,10 @@ class Needed:
 
     def message(self) -> str:
         kind = f"{self.resource}.{self.group}" if self.group else self.resource
+        why = self.why.replace("\\", "\\\\").replace("'", "\\'")  # inside a CEL string literal
         return (
             f"request.userInfo.username + ' may not {self.verb} {kind} in namespace ' + object.metadata.namespace"
-            f" + ', which Ballast would do for ModelDeployment ' + object.metadata.name + ' ({self.why})"
+            f" + ', which Ballast would do for ModelDeployment ' + object.metadata.name + ' ({why})"
             "; ask for that permission, or have someone who has it apply this'"
         )
 
@@ -82,6 +84,14 @@ NEEDED = (
         "create",
         "has(object.spec.model.autoscaling)",
         "one per revision",
+    ),
+    Needed(
+        "policy",
+        "poddisruptionbudgets",
+        "create",
+        "has(object.spec.fallbacks) && object.spec.fallbacks.exists(f, has(f.reject) && "
+        "(!has(f.reject.replicas) || f.reject.replicas >= 2))",
+        "for the reject responder: it keeps one of its pods through node drains",
     ),
 )
 

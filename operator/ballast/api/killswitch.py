@@ -78,6 +78,12 @@ class SwitchedDeployment(StatusModel):
     name: str = Field(description="Name of the ModelDeployment.")
     fallback: str | None = Field(default=None, description="The fallback serving its users.")
     since: str | None = Field(default=None, description="When it was switched (RFC 3339).")
+    accepted: bool = Field(
+        default=False,
+        description="Whether the Gateway accepted the route that carries its fallback (the HTTPRoute's status.parents: "
+        "Accepted and ResolvedRefs).",
+    )
+    problem: str | None = Field(default=None, description="Why it is not switched, or holds without a usable fallback.")
 
 
 class KillSwitchStatus(StatusModel):

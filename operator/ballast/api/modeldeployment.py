@@ -33,6 +33,7 @@ BurnWindow = Annotated[str, DURATION, within("10s", "720h")]
 Deadline = Annotated[str, DURATION, within("1s", "168h")]
 Hold = Annotated[str, DURATION, within("0s", "168h")]
 CallTimeout = Annotated[str, DURATION, within("100ms", "5m")]
+Drain = Annotated[str, DURATION, within("0s", "24h")]  # as long as a request may run (traffic.timeouts)
 
 # What a pod allows: the Kubernetes limit on all annotations of one object, and a budget for
 # command, args and env well inside the kernel's limit on a process's arguments and environment.
@@ -509,6 +510,12 @@ class Reject(SpecModel):
     retry_after: int = Field(
         default=30, ge=0, le=86400, description="Seconds in the Retry-After header (0 leaves the header out)."
     )
+    replicas: int = Field(
+        default=2,
+        ge=1,
+        le=20,
+        description="Responder pods; with 2 or more a PodDisruptionBudget keeps one serving through node drains.",
+    )
 
 
 class Fallback(SpecModel):
@@ -533,6 +540,18 @@ class Fallback(SpecModel):
 class KillSwitchPolicy(SpecModel):
     """What happens while a KillSwitch or ClusterKillSwitch selects this deployment."""
 
+    __cel_rules__ = (
+        Rule(
+            "!(has(self.captureTraffic) && self.captureTraffic && has(self.stopPods) && self.stopPods)",
+            "spec.killSwitch: captureTraffic mirrors requests to the model's pods, which stopPods stops; choose one",
+        ),
+        Rule(
+            "!has(self.drain) || (has(self.stopPods) && self.stopPods)",
+            "spec.killSwitch.drain applies only with stopPods: true",
+            field_path=".drain",
+        ),
+    )
+
     fallback: DNSLabel | None = Field(
         default=None,
         description="The fallback to try first; then the others in spec.fallbacks order, the first usable wins.",
@@ -541,6 +560,17 @@ class KillSwitchPolicy(SpecModel):
         default=False,
         description="Keep mirroring requests to the stable revision while users get the fallback (needs a Gateway "
         "that supports HTTPRouteRequestMirror; without it users still get the fallback, uncaptured).",
+    )
+    stop_pods: bool = Field(
+        default=False,
+        description="Stop the model's pods (stable and canary scale to zero) once in-flight requests have drained, "
+        "for a model that must not run at all; on release they start again and users return once they serve.",
+    )
+    drain: Drain | None = Field(
+        default=None,
+        description="With stopPods: how long in-flight requests may finish before the pods stop, 0s to 24h "
+        "(default: traffic.timeouts.request, the longest a request may run through the Gateway; needed when that "
+        "is 0s, no timeout).",
     )
 
 
@@ -587,6 +617,14 @@ class ModelDeploymentSpec(SpecModel):
             "the service router cannot route to a fallback (one Service split by replica ratio, and the previous "
             "revision scales down at promotion): fallbacks and killSwitch need router: gateway-api",
             field_path=".fallbacks",
+        ),
+        Rule(
+            "!has(self.killSwitch) || !has(self.killSwitch.stopPods) || !self.killSwitch.stopPods || "
+            "has(self.killSwitch.drain) || !has(self.traffic.timeouts) || !has(self.traffic.timeouts.request) || "
+            "duration(self.traffic.timeouts.request) != duration('0s')",
+            "spec.killSwitch.stopPods with traffic.timeouts.request 0s (no timeout) needs killSwitch.drain: nothing "
+            "else bounds how long in-flight requests run before the pods stop",
+            field_path=".killSwitch.drain",
         ),
         Rule(
             "self.traffic.router != 'service' || !has(self.rollout) || !has(self.rollout.shadow)",

@@ -82,7 +82,9 @@ class KillSwitchSource(StatusModel):
     namespace: str | None = Field(default=None, description="Namespace of a KillSwitch.")
     reason: str = Field(default="", description="The reason the switch gives.")
     requested_by: str | None = Field(default=None, description="Who asked for it.")
-    since: str | None = Field(default=None, description="When it was created (RFC 3339).")
+    since: str | None = Field(
+        default=None, description="When this switch began to hold this deployment's users (RFC 3339)."
+    )
 
 
 class ResumeState(StatusModel):
@@ -99,8 +101,19 @@ class KillSwitchStatus(StatusModel):
     engaged: bool = Field(default=False, description="Whether users are routed to the fallback now.")
     episode: int = Field(default=0, description="How often switches have selected this deployment (numbers decisions).")
     captured: bool = Field(default=False, description="Whether the stable revision gets a mirror of the traffic.")
-    fallback: str | None = Field(default=None, description="The fallback in use.")
-    engaged_at: str | None = Field(default=None, description="When it was engaged (RFC 3339).")
+    fallback: str | None = Field(
+        default=None, description="The fallback in use (none while holding with no fallback left to name)."
+    )
+    holding: bool = Field(
+        default=False,
+        description="No fallback is usable: users are held off the model anyway (on the last fallback, the reject "
+        "responder, or no backend at all, which the Gateway answers with an error).",
+    )
+    stopped: bool = Field(default=False, description="Whether the model's pods are stopped (killSwitch.stopPods).")
+    engaged_at: str | None = Field(default=None, description="When users were moved off the model (RFC 3339).")
+    released_at: str | None = Field(
+        default=None, description="When the last switch let go while the stopped pods start again (RFC 3339)."
+    )
     sources: list[KillSwitchSource] = Field(default_factory=list, description="The switches selecting it.")
     resume: ResumeState | None = Field(default=None, description="The state restored on release.")
 

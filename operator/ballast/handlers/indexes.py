@@ -1,4 +1,5 @@
-"""In-memory indexes (kopf): switches, namespaces, ReferenceGrants and ModelDeployments.
+"""In-memory indexes (kopf): switches, namespaces, ReferenceGrants, ModelDeployments, Services, HTTPRoutes
+and the children of every ModelDeployment.
 
 kopf fills every index from its initial listing before it runs any handler, so the first reconcile
 after a restart already knows every engaged switch: a switched deployment never flaps back.
@@ -14,7 +15,7 @@ import kopf
 from pydantic import ValidationError
 
 from ballast.rollout.switch_selection import DeploymentEntry, Switch
-from ballast.shell.cluster_view import CLUSTER_KEY, deployment_entry, switch_of
+from ballast.shell.cluster_view import CLUSTER_KEY, deployment_entry, route_summary, switch_of
 from ballast.shell.references import DeploymentRefs, ServiceFacts, deployment_refs, service_facts
 from ballast.traffic.grants import Grant, grant_of
 from ballast.workloads.render import DEPLOYMENT_LABEL
@@ -72,6 +73,13 @@ def ballast_deployment_references(body: kopf.Body, namespace: str | None, **_: A
     return {namespace: deployment_refs(body)}
 
 
+@kopf.index("gateway.networking.k8s.io", "v1", "httproutes")
+def ballast_routes(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> Any:
+    """Every HTTPRoute's rules and what its Gateways reported (Accepted, ResolvedRefs), owned or named by a
+    routeRef: status reports what the Gateway accepted, read from memory."""
+    return {(namespace, name): route_summary(body)}
+
+
 INDEX_NAMES = (
     "ballast_namespaced_switches",
     "ballast_cluster_switches",
@@ -79,6 +87,7 @@ INDEX_NAMES = (
     "ballast_reference_grants",
     "ballast_model_deployments",
     "ballast_services",
+    "ballast_routes",
 )
 REFERENCE_INDEX_NAMES = ("ballast_services", "ballast_deployment_references")
 
@@ -145,6 +154,11 @@ def ballast_child_autoscalers(body: kopf.Body, namespace: str | None, labels: ko
     return {_child_key(namespace, labels): _trimmed(body)}
 
 
+@kopf.index("policy", "v1", "poddisruptionbudgets", labels=CHILD_LABELS)
+def ballast_child_budgets(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
+    return {_child_key(namespace, labels): _trimmed(body)}
+
+
 CHILD_INDEX_NAMES = (
     "ballast_child_deployments",
     "ballast_child_pods",
@@ -152,4 +166,5 @@ CHILD_INDEX_NAMES = (
     "ballast_child_services",
     "ballast_child_routes",
     "ballast_child_autoscalers",
+    "ballast_child_budgets",
 )

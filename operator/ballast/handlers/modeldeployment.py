@@ -17,7 +17,7 @@ from ballast.api.types import parse_duration
 from ballast.handlers.indexes import CHILD_INDEX_NAMES, CHILD_LABELS, INDEX_NAMES, REFERENCE_INDEX_NAMES
 from ballast.handlers.leader import election_config, start_election, stop_election
 from ballast.kube.client import KubeApi
-from ballast.kube.resources import HTTP_ROUTES, SERVICES, WRITTEN_KINDS
+from ballast.kube.resources import WRITTEN_KINDS
 from ballast.observability import executor
 from ballast.shell.children import Children
 from ballast.shell.cluster_view import ClusterView
@@ -25,6 +25,7 @@ from ballast.shell.killswitch import KillSwitchDispatcher
 from ballast.shell.leader import user_agent
 from ballast.shell.reconciler import Reconciler
 from ballast.shell.references import ReferenceView
+from ballast.traffic.acceptance import parents_digest
 from ballast.workloads.render import DEPLOYMENT_LABEL
 from ballast.workloads.responder_manifests import DEFAULT_IMAGE
 
@@ -117,13 +118,14 @@ async def child_changed(
 
 @kopf.on.event("", "v1", "services", labels=CHILD_LABELS)
 @kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=CHILD_LABELS)
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=CHILD_LABELS)
 async def routing_changed(
     type: str | None, body: kopf.Body, labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any
 ) -> None:
-    """A Service or route changed by someone else, or vanished; the echo of the operator's own write, and the
-    Gateway writing a route's status, change nothing the operator owns."""
+    """A Service, route or disruption budget changed by someone else, or vanished; the echo of the operator's
+    own write changes nothing the operator owns (a Gateway's report on a route is `route_changed`'s)."""
     reconciler = _reconciler(memo)
-    resource = HTTP_ROUTES if body.get("kind") == "HTTPRoute" else SERVICES
+    resource = WRITTEN_KINDS[body["kind"]]
     if namespace is None:
         return
     _forget_if_gone(reconciler, type, body, namespace)
@@ -132,7 +134,15 @@ async def routing_changed(
 
 
 @kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes")
-async def route_changed(labels: kopf.Labels, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    """A route that is not a child: a routeRef route opting in or out, or one holding a route's name."""
-    if namespace is not None and DEPLOYMENT_LABEL not in labels:
-        _reconciler(memo).route_changed(namespace, name)
+async def route_changed(
+    body: kopf.Body, labels: kopf.Labels, namespace: str | None, name: str, memo: Any, **_: Any
+) -> None:
+    """Any route: a Gateway's new report on it (Accepted, ResolvedRefs) has the deployments it carries re-read
+    what the Gateway accepted. One that is not a child: a routeRef route opting in or out, or one holding a
+    route's name."""
+    if namespace is None:
+        return
+    reconciler = _reconciler(memo)
+    reconciler.route_reported(namespace, name, parents_digest(body))
+    if DEPLOYMENT_LABEL not in labels:
+        reconciler.route_changed(namespace, name)

@@ -34,6 +34,7 @@ CONTROLLER_REVISIONS = Resource("apps", "v1", "controllerrevisions", kind="Contr
 SERVICES = Resource("", "v1", "services", kind="Service")
 PODS = Resource("", "v1", "pods", kind="Pod")
 EVENTS = Resource("", "v1", "events", kind="Event")
+BUDGETS = Resource("policy", "v1", "poddisruptionbudgets", kind="PodDisruptionBudget")
 HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers", kind="HorizontalPodAutoscaler")
 HTTP_ROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes", kind="HTTPRoute")
 GATEWAYS = Resource("gateway.networking.k8s.io", "v1", "gateways", kind="Gateway")
@@ -46,4 +47,4 @@ LEASES = Resource("coordination.k8s.io", "v1", "leases", kind="Lease")
 
 # The children and the routes the operator writes, by kind: a watch event names the kind, and the client forgets
 # what it wrote to an object once that object is gone.
-WRITTEN_KINDS = {r.kind: r for r in (DEPLOYMENTS, CONTROLLER_REVISIONS, SERVICES, HPAS, HTTP_ROUTES)}
+WRITTEN_KINDS = {r.kind: r for r in (DEPLOYMENTS, CONTROLLER_REVISIONS, SERVICES, HPAS, HTTP_ROUTES, BUDGETS)}

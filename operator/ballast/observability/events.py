@@ -19,21 +19,33 @@ COMPONENT = "ballast-operator"
 INSTANCE = os.environ.get("POD_NAME") or socket.gethostname()
 
 
-def event_manifest(md: dict[str, Any], event: Event, now: datetime) -> dict[str, Any]:
-    metadata = md["metadata"]
+# Events about a cluster-scoped object (a ClusterKillSwitch) live here, as kubectl describe expects.
+CLUSTER_EVENTS_NAMESPACE = "default"
+
+
+def _events_namespace(obj: dict[str, Any]) -> str:
+    namespace: str = obj["metadata"].get("namespace") or CLUSTER_EVENTS_NAMESPACE
+    return namespace
+
+
+def event_manifest(obj: dict[str, Any], event: Event, now: datetime) -> dict[str, Any]:
+    """An Event about `obj` (a ModelDeployment or a switch; cluster-scoped objects have no namespace)."""
+    metadata = obj["metadata"]
     stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    involved = {
+        "apiVersion": obj["apiVersion"],
+        "kind": obj["kind"],
+        "name": metadata["name"],
+        "uid": metadata["uid"],
+        "resourceVersion": metadata.get("resourceVersion", ""),
+    }
+    if metadata.get("namespace"):
+        involved["namespace"] = metadata["namespace"]
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"generateName": f"{metadata['name']}.", "namespace": metadata["namespace"]},
-        "involvedObject": {
-            "apiVersion": md["apiVersion"],
-            "kind": md["kind"],
-            "name": metadata["name"],
-            "namespace": metadata["namespace"],
-            "uid": metadata["uid"],
-            "resourceVersion": metadata.get("resourceVersion", ""),
-        },
+        "metadata": {"generateName": f"{metadata['name']}.", "namespace": _events_namespace(obj)},
+        "involvedObject": involved,
         "reason": event.reason,
         "message": event.message[:1024],
         "type": event.type,
@@ -46,9 +58,9 @@ def event_manifest(md: dict[str, Any], event: Event, now: datetime) -> dict[str,
     }
 
 
-async def post_events(api: KubeApi, md: dict[str, Any], events: tuple[Event, ...], now: datetime) -> None:
+async def post_events(api: KubeApi, obj: dict[str, Any], events: tuple[Event, ...], now: datetime) -> None:
     for event in events:
-        await api.create(EVENTS, md["metadata"]["namespace"], event_manifest(md, event, now))
+        await api.create(EVENTS, _events_namespace(obj), event_manifest(obj, event, now))
 
 
 def log_decisions(md: dict[str, Any], entries: tuple[HistoryEntry, ...]) -> None:

@@ -171,7 +171,7 @@ def _progress_canary(ctx: Context) -> None:
     if _command(ctx, "abort", obs.commands.abort):
         _rollback(ctx, "Aborted", "aborted by annotation")
         return
-    if killswitch.requested(ctx):
+    if killswitch.frozen(ctx):
         return  # frozen where it stands while users get a fallback; released, it resumes at the same step
     seen = obs.of(canary)
     if seen.crash_looping:
@@ -445,7 +445,8 @@ def _next_due(ctx: Context) -> str | None:
     """The earliest time something can change without an event: a step's end, a deadline, a scale-down."""
     s, spec = ctx.status, ctx.spec
     due: list[datetime] = []
-    frozen = killswitch.requested(ctx)
+    frozen = killswitch.frozen(ctx)
+    due.extend(d for d in (killswitch.stop_due(ctx), killswitch.restart_due(ctx)) if d is not None)
     if s.canary_revision and s.phase in ("Progressing", "Promoting") and s.step_started_at and not frozen:
         started = parse_time(s.step_started_at)
         if s.current_step is None and s.mirror_revision is not None and spec.rollout.shadow is not None:

@@ -1,22 +1,37 @@
 """The kill switch in the decision core: an overlay on the rollout, never a change of it.
 
-While an engaged switch selects the deployment, users get a fallback (100% of the route) and the
-rollout freezes where it stands: no step advances, no check judges a canary that serves nobody.
-`status.weights` then shows the split in force (the fallback) and `status.killSwitch.resume` the
-rollout's own split, which is restored when the last switch lets go. A switch that no fallback can
-honour leaves traffic as it is and says why.
+While an engaged switch selects the deployment, users get a fallback (100% of every rule Ballast
+owns) and the rollout freezes where it stands: no step advances, no check judges a canary that
+serves nobody. `status.weights` then shows the split in force (the fallback) and
+`status.killSwitch.resume` the rollout's own split, which is restored when the last switch lets go.
+
+Once engaged, only a release returns users to the model. When every fallback becomes unusable the
+switch holds: users stay on the fallback in force, else go to the reject responder, else to no
+backend at all (the Gateway answers with an error), with a condition and an Event. A switch that no fallback
+can honour before it engages leaves traffic as it is and says why.
+
+With `killSwitch.stopPods` the model's pods stop once in-flight requests have drained; on release
+they start again and users return only once the revisions they return to serve.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from ballast.api.modeldeployment import Fallback, ModelDeploymentSpec
-from ballast.api.status import ModelDeploymentStatus, ResumeState, Weights
-from ballast.api.types import Condition
+from ballast.api.status import KillSwitchSource, ModelDeploymentStatus, ResumeState, Weights
+from ballast.api.timestamps import parse_time
+from ballast.api.types import Condition, parse_duration
 from ballast.rollout.conditions import condition
 from ballast.rollout.context import Context
 from ballast.rollout.observations import Observations
 
 MIRROR_UNSUPPORTED = "the Gateway cannot mirror requests (no HTTPRouteRequestMirror in its supported features)"
+SERVICE_ROUTER = (
+    "the service router splits one Service by replica ratio and cannot route to a fallback, so this deployment "
+    "cannot be switched (use router: gateway-api with spec.fallbacks)"
+)
+NO_BACKEND = "the route names no backend, so the Gateway answers every request with an error (Traefik: 503)"
 
 
 def requested(ctx: Context) -> bool:
@@ -24,14 +39,52 @@ def requested(ctx: Context) -> bool:
     return bool(ctx.observations.switches)
 
 
+def _serving(ctx: Context, revision: str | None) -> bool:
+    return ctx.observations.of(revision).ready_replicas > 0
+
+
+def _returning_to(ctx: Context) -> list[str]:
+    """The revisions users return to on release (those the rollout's split gives a share)."""
+    s = ctx.status
+    # Once the overlay is laid, the rollout's own split is the one it keeps to restore.
+    weights = s.kill_switch.resume.weights if s.weights.fallback and s.kill_switch.resume else s.weights
+    shares = ((s.stable_revision, weights.stable), (s.canary_revision, weights.canary))
+    return [revision for revision, weight in shares if revision and weight > 0]
+
+
+def _restart_deadline(ctx: Context) -> datetime | None:
+    state = ctx.status.kill_switch
+    if state.released_at is None:
+        return None
+    return parse_time(state.released_at) + parse_duration(ctx.spec.rollout.progress_deadline)
+
+
+def restarting(ctx: Context) -> bool:
+    """Released, but the model's stopped pods are not serving yet: users wait on the fallback (at most
+    `rollout.progressDeadline`, after which they return anyway and an Event says so)."""
+    state = ctx.status.kill_switch
+    if not state.engaged or not state.stopped or requested(ctx):
+        return False
+    deadline = _restart_deadline(ctx)
+    if deadline is not None and ctx.now >= deadline:
+        return False
+    return not all(_serving(ctx, revision) for revision in _returning_to(ctx))
+
+
+def frozen(ctx: Context) -> bool:
+    """Whether the overlay holds user traffic in this decision, so the rollout's clocks stand still."""
+    return requested(ctx) or restarting(ctx)
+
+
 def begin(ctx: Context) -> None:
     """Before the rollout decides: its own split back in place (the overlay is laid again at the end), and a
-    rollout the last switch just let go of wakes up with its step's pause restarted, since time without
+    rollout the overlay just let go of wakes up with its step's pause restarted, since time without
     traffic proves nothing about the canary."""
     s, state = ctx.status, ctx.status.kill_switch
     if state.engaged and state.resume is not None:
         s.weights = state.resume.weights.model_copy()
-    if state.sources and not requested(ctx) and s.canary_revision:
+    held = state.engaged or bool(state.sources)
+    if held and not frozen(ctx) and s.canary_revision:
         s.step_started_at = ctx.now_text
         s.inconclusive_since = None
         s.inconclusive_checks = 0
@@ -50,8 +103,8 @@ def previous_revision_problem(status: ModelDeploymentStatus, observations: Obser
     kept = next((r for r in status.revisions if r.name == previous), None)
     if kept is None or kept.role != "previous":
         return f"previous revision {previous} is no longer kept warm (rollout.scaleDownDelay has passed)"
-    if not observations.of(previous).available:
-        return f"previous revision {previous} is not Available"
+    if observations.of(previous).ready_replicas == 0:
+        return f"previous revision {previous} has no ready pod"
     return ""
 
 
@@ -72,6 +125,37 @@ def choose_fallback(
     return None, problems
 
 
+def _routable(ctx: Context, name: str | None) -> bool:
+    """Whether the route can still name this fallback (declared, and a previous revision still kept)."""
+    fallback = next((f for f in ctx.spec.fallbacks if f.name == name), None)
+    if fallback is None:
+        return False
+    previous = ctx.status.previous_revision
+    return not fallback.previous_revision or any(r.name == previous for r in ctx.status.revisions)
+
+
+def hold_target(ctx: Context) -> tuple[bool, str | None]:
+    """Where users go when no fallback is usable: (holds, fallback name or None for no backend).
+
+    The fallback in force, else the reject responder, else (once engaged) no backend at all. A switch
+    not yet engaged with no reject fallback does not hold: it refuses and leaves traffic as it is.
+    """
+    state = ctx.status.kill_switch
+    if state.engaged and _routable(ctx, state.fallback):
+        return True, state.fallback
+    reject = next((f.name for f in ctx.spec.fallbacks if f.reject is not None), None)
+    if reject is not None:
+        return True, reject
+    return state.engaged, None
+
+
+def refusal(spec: ModelDeploymentSpec, problems: list[str]) -> tuple[str, str]:
+    """The reason and the words for a switch that cannot engage."""
+    if spec.traffic.router == "service":
+        return "CannotSwitch", SERVICE_ROUTER
+    return "NoUsableFallback", "; ".join(problems) or "spec.fallbacks is empty"
+
+
 def _switch_names(ctx: Context) -> str:
     return ", ".join(
         f"{s.kind} {s.namespace + '/' if s.namespace else ''}{s.name} ({s.reason})" for s in ctx.observations.switches
@@ -83,40 +167,61 @@ def _capture(ctx: Context) -> bool:
     return bool(policy and policy.capture_traffic and ctx.observations.mirror_supported)
 
 
+def _sources(ctx: Context, engaging: bool) -> list[KillSwitchSource]:
+    """The switches holding the deployment. `since` is when each began to hold its users: the engagement for
+    those present then, its arrival for a later one; unset while the switch cannot engage."""
+    state = ctx.status.kill_switch
+    before = {(s.kind, s.namespace, s.name): s.since for s in state.sources}
+
+    def since(source: KillSwitchSource) -> str | None:
+        if engaging:
+            return ctx.now_text
+        if not state.engaged:
+            return None
+        return before.get((source.kind, source.namespace, source.name)) or ctx.now_text
+
+    return [source.model_copy(update={"since": since(source)}) for source in ctx.observations.switches]
+
+
+def hold_text(fallback: str | None, problems: list[str], staying: bool) -> str:
+    reasons = "; ".join(problems) or "spec.fallbacks is empty"
+    if fallback is None:
+        return f"no fallback can take users ({reasons}) and none is left to name: {NO_BACKEND}"
+    where = f"users stay on {fallback}" if staying else f"users get {fallback} anyway"
+    return f"no fallback can take users ({reasons}); the switch holds: {where}, never back on the model"
+
+
 def settle(ctx: Context) -> None:
-    """Lay the overlay, change its fallback, or release it; each is an Event and a history entry."""
+    """Lay the overlay, change its fallback, hold it, or release it; each is an Event and a history entry."""
     s, state = ctx.status, ctx.status.kill_switch
     if not requested(ctx):
+        if restarting(ctx):
+            _await_model(ctx)
+            return
         if state.engaged:
             _release(ctx)
         state.sources, state.engaged, state.fallback, state.engaged_at = [], False, None, None
-        state.resume, state.captured = None, False
+        state.resume, state.captured, state.holding, state.stopped, state.released_at = None, False, False, False, None
         return
     # Refused on the last reconcile of this episode already: the refusal is one decision, not one per reconcile.
     refused_before = bool(state.sources) and not state.engaged
-    if not state.sources:
+    if not state.sources and not state.engaged:
         state.episode += 1
-    state.sources = list(ctx.observations.switches)
+    state.released_at = None
     fallback, problems = choose_fallback(ctx.spec, s, ctx.observations)
-    stable = s.stable_revision
-    if fallback is None:
-        if state.engaged:
-            _release(ctx)
-        state.engaged, state.fallback, state.engaged_at, state.resume, state.captured = False, None, None, None, False
-        if refused_before:
+    holding = fallback is None
+    if holding:
+        holds, fallback = hold_target(ctx)
+        if not holds:
+            _refuse(ctx, problems, refused_before)
             return
-        reasons = "; ".join(problems) or "spec.fallbacks is empty"
-        ctx.record(
-            "kill-refused", "NoUsableFallback",
-            f"Kill switch requested by {_switch_names(ctx)} but no fallback can take users, so traffic is "
-            f"unchanged: {reasons}",
-            revision=stable, warning=True, attempt=state.episode,
-            values={"stableWeight": float(s.weights.stable), "canaryWeight": float(s.weights.canary),
-                    "usableFallbacks": 0.0},
-        )  # fmt: skip
-        return
+    engaging = not state.engaged
+    rejoined = state.engaged and not state.sources  # requested again while the stopped model was restarting
+    state.sources = _sources(ctx, engaging)
+    stable = s.stable_revision
     capture = _capture(ctx)
-    if not state.engaged:
+    staying = state.engaged and fallback == state.fallback
+    if engaging:
         state.engaged, state.engaged_at = True, ctx.now_text
         wanted = ctx.spec.kill_switch is not None and ctx.spec.kill_switch.capture_traffic
         captured = (
@@ -124,23 +229,128 @@ def settle(ctx: Context) -> None:
             if capture
             else (f"; traffic is not captured: {MIRROR_UNSUPPORTED}" if wanted else "")
         )
+        where = hold_text(fallback, problems, False) if holding else f"users get fallback {fallback}"
         ctx.record(
-            "kill", "KillSwitchEngaged",
-            f"Kill switch engaged by {_switch_names(ctx)}: users get fallback {fallback}{captured}",
+            "kill", "KillSwitchEngaged", f"Kill switch engaged by {_switch_names(ctx)}: {where}{captured}",
             revision=stable, warning=True, attempt=state.episode,
             values={"stableWeight": float(s.weights.stable), "canaryWeight": float(s.weights.canary),
-                    "fallbackWeight": 100.0},
+                    "fallbackWeight": 100.0, "usableFallbacks": 0.0 if holding else 1.0},
         )  # fmt: skip
-    elif state.fallback != fallback:
+    elif rejoined:
         ctx.record(
-            "kill-fallback", "FallbackChanged",
-            f"Fallback {state.fallback} can no longer take users ({'; '.join(problems)}); users get {fallback}",
+            "kill", "KillSwitchEngaged",
+            f"Kill switch engaged again by {_switch_names(ctx)} before users returned: they stay on "
+            f"{fallback or 'no backend'}",
             revision=stable, warning=True, attempt=state.episode, values={"fallbackWeight": 100.0},
         )  # fmt: skip
-    state.fallback, state.captured = fallback, capture
+    elif not staying:
+        before = state.fallback or "no backend"
+        where = hold_text(fallback, problems, False) if holding else f"users get {fallback}"
+        ctx.record(
+            "kill-fallback", "FallbackChanged",
+            f"Fallback {before} can no longer take users ({'; '.join(problems)}); {where}",
+            revision=stable, warning=True, attempt=state.episode, values={"fallbackWeight": 100.0},
+        )  # fmt: skip
+    elif holding and not state.holding:
+        ctx.record(
+            "kill-hold", "KillSwitchHolding", f"Kill switch holds: {hold_text(fallback, problems, True)}",
+            revision=stable, warning=True, attempt=state.episode,
+            values={"fallbackWeight": 100.0, "usableFallbacks": 0.0},
+        )  # fmt: skip
+    elif not holding and state.holding:
+        ctx.record(
+            "kill-recovered", "FallbackUsable", f"Fallback {fallback} can take users again",
+            revision=stable, attempt=state.episode, values={"fallbackWeight": 100.0},
+        )  # fmt: skip
+    state.fallback, state.captured, state.holding = fallback, capture, holding
     state.resume = ResumeState(phase=s.phase, step=s.current_step, weights=s.weights.model_copy())
+    _stop_model(ctx)
     s.weights = Weights(stable=0, canary=0, fallback=100, fallback_name=fallback)
-    s.message = f"kill switch engaged: users get fallback {fallback}"
+    held = f"holds users off the model on {fallback or 'no backend'}" if holding else f"users get fallback {fallback}"
+    s.message = f"kill switch engaged: {held}" + ("; the model's pods are stopped" if state.stopped else "")
+
+
+def _refuse(ctx: Context, problems: list[str], refused_before: bool) -> None:
+    s, state = ctx.status, ctx.status.kill_switch
+    state.sources = _sources(ctx, False)
+    if refused_before:
+        return
+    reason, text = refusal(ctx.spec, problems)
+    ctx.record(
+        "kill-refused", reason,
+        f"Kill switch requested by {_switch_names(ctx)} but no fallback can take users, so traffic is "
+        f"unchanged: {text}",
+        revision=s.stable_revision, warning=True, attempt=state.episode,
+        values={"stableWeight": float(s.weights.stable), "canaryWeight": float(s.weights.canary),
+                "usableFallbacks": 0.0},
+    )  # fmt: skip
+
+
+def drain_time(spec: ModelDeploymentSpec) -> str:
+    policy = spec.kill_switch
+    return (policy.drain if policy else None) or spec.traffic.timeouts.request
+
+
+def stop_due(ctx: Context) -> datetime | None:
+    """When the model's pods stop (killSwitch.stopPods): the drain after users moved; None if not pending."""
+    state, policy = ctx.status.kill_switch, ctx.spec.kill_switch
+    if not (policy and policy.stop_pods and state.engaged and state.engaged_at and requested(ctx)):
+        return None
+    if state.stopped:
+        return None
+    return parse_time(state.engaged_at) + parse_duration(drain_time(ctx.spec))
+
+
+def _model_revisions(ctx: Context) -> list[str]:
+    """Revisions that are the model (stable, canary, a warm previous one unless it is a declared fallback)."""
+    keeps_previous = any(f.previous_revision for f in ctx.spec.fallbacks)
+    return [
+        r.name
+        for r in ctx.status.revisions
+        if r.role in ("stable", "canary") or (r.role == "previous" and not keeps_previous)
+    ]
+
+
+def _stop_model(ctx: Context) -> None:
+    state = ctx.status.kill_switch
+    due = stop_due(ctx)
+    if due is not None and ctx.now >= due:
+        state.stopped = True
+        stopped = ", ".join(_model_revisions(ctx))
+        ctx.record(
+            "kill-stop", "ModelStopped",
+            f"Model pods stopped after draining in-flight requests for {drain_time(ctx.spec)}: {stopped} scaled to "
+            "zero; they start again on release",
+            revision=ctx.status.stable_revision, warning=True, attempt=state.episode,
+            values={"drainSeconds": parse_duration(drain_time(ctx.spec)).total_seconds()},
+        )  # fmt: skip
+    if state.stopped:
+        stopping = set(_model_revisions(ctx))
+        for revision in ctx.status.revisions:
+            if revision.name in stopping:
+                revision.replicas = 0
+
+
+def _await_model(ctx: Context) -> None:
+    """Released with the model's pods stopped: they start again; users stay on the fallback until they serve."""
+    s, state = ctx.status, ctx.status.kill_switch
+    state.sources = []
+    if state.released_at is None:
+        state.released_at = ctx.now_text
+        waiting = ", ".join(_returning_to(ctx))
+        ctx.record(
+            "release-wait", "KillSwitchReleasing",
+            f"Kill switch released: the model's pods start again; users stay on {state.fallback or 'no backend'} "
+            f"until {waiting} serve (at most {ctx.spec.rollout.progress_deadline})",
+            revision=s.stable_revision, attempt=state.episode,
+        )  # fmt: skip
+    state.resume = ResumeState(phase=s.phase, step=s.current_step, weights=s.weights.model_copy())
+    s.weights = Weights(stable=0, canary=0, fallback=100, fallback_name=state.fallback)
+    s.message = f"kill switch released: users stay on {state.fallback or 'no backend'} until the model's pods serve"
+
+
+def restart_due(ctx: Context) -> datetime | None:
+    return _restart_deadline(ctx) if restarting(ctx) else None
 
 
 def _release(ctx: Context) -> None:
@@ -149,10 +359,14 @@ def _release(ctx: Context) -> None:
     split = f"stable {s.stable_revision} {weights.stable}%"
     if s.canary_revision:
         split += f", canary {s.canary_revision} {weights.canary}%"
+    late = [r for r in _returning_to(ctx) if not _serving(ctx, r)] if s.kill_switch.stopped else []
     s.message = f"kill switch released: {split}"
+    message = f"Kill switch released: traffic restored to {split}"
+    if late:
+        message += f" although {', '.join(late)} did not serve within {ctx.spec.rollout.progress_deadline}"
     ctx.record(
-        "release", "KillSwitchReleased", f"Kill switch released: traffic restored to {split}",
-        revision=s.stable_revision, attempt=s.kill_switch.episode,
+        "release", "KillSwitchReleased", message,
+        revision=s.stable_revision, attempt=s.kill_switch.episode, warning=bool(late),
         values={"stableWeight": float(weights.stable), "canaryWeight": float(weights.canary)},
     )  # fmt: skip
 
@@ -162,11 +376,24 @@ def conditions(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, observa
     state = status.kill_switch
     chosen, problems = choose_fallback(spec, status, observations)
     detail = "; ".join(problems)
-    if state.engaged:
+    target = state.fallback or "no backend"
+    if state.engaged and not state.sources:
+        engaged = condition("KillSwitchEngaged", True, "Releasing", status.message)
+    elif state.engaged and state.holding:
+        engaged = condition("KillSwitchEngaged", True, "Holding", hold_text(state.fallback, problems, True))
+    elif state.engaged:
         capture = "; traffic captured by a mirror to the stable revision" if state.captured else ""
-        engaged = condition("KillSwitchEngaged", True, "Engaged", f"users get fallback {state.fallback}{capture}")
+        stopped = "; the model's pods are stopped" if state.stopped else ""
+        engaged = condition("KillSwitchEngaged", True, "Engaged", f"users get fallback {target}{capture}{stopped}")
+    elif observations.switches and observations.route_refused is not None:
+        # The core moves nothing while the route is refused (rollout/refusals.py); the switch waits, and says so.
+        engaged = condition(
+            "KillSwitchEngaged", False, "RouteRefused",
+            f"a switch selects it, but Ballast may not write the route, so traffic is unchanged: "
+            f"{observations.route_refused.message}",
+        )  # fmt: skip
     elif state.sources:
-        engaged = condition("KillSwitchEngaged", False, "NoUsableFallback", detail or "spec.fallbacks is empty")
+        engaged = condition("KillSwitchEngaged", False, *refusal(spec, problems))
     else:
         engaged = condition(
             "KillSwitchEngaged", False, "NotRequested", "no engaged KillSwitch or ClusterKillSwitch selects this"

@@ -43,7 +43,6 @@ class Switch:
     name: str
     namespace: str | None
     spec: KillSwitchSpec | ClusterKillSwitchSpec
-    created: str | None = None
     creator: str | None = None  # the field manager that created it, when requestedBy is not set
 
     @property
@@ -73,7 +72,6 @@ class Switch:
             namespace=self.namespace,
             reason=self.spec.reason,
             requested_by=self.spec.requested_by or self.creator,
-            since=self.created,
         )
 
 
@@ -88,6 +86,9 @@ class DeploymentEntry:
     fallback: str | None = None
     since: str | None = None
     refused: str | None = None  # why a requested switch could not be honoured
+    accepted: bool = False  # the Gateway accepted the route as the deployment's status asks (GatewayAccepted)
+    not_accepted: str | None = None  # what the Gateway said instead, or that it has not reported yet
+    holding: str | None = None  # engaged with no usable fallback: where users are held, and why
 
 
 def engaged_sources(

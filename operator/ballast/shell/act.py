@@ -1,10 +1,11 @@
 """Act: make the children match the status the decision core wrote.
 
 One Deployment and Service (and an optional HorizontalPodAutoscaler) per revision, the reject
-responder while the spec has a reject fallback, the route through the deployment's router, and
-the workloads of revisions the core dropped removed. Each write is skipped when the observed child
-is what this process last wrote and nobody changed it since. An object of a child's name that is
-not this deployment's (`Claims`) is never written, and only the deployment's own objects are deleted.
+responder (and its PodDisruptionBudget) while the spec has a reject fallback, the route through the
+deployment's router, and the workloads of revisions the core dropped removed. Each write is skipped
+when the observed child is what this process last wrote and nobody changed it since. An object of a
+child's name that is not this deployment's (`Claims`) is never written, and only the deployment's
+own objects are deleted.
 """
 
 from __future__ import annotations
@@ -16,14 +17,19 @@ from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.revision import revision_inputs
 from ballast.api.status import ModelDeploymentStatus
 from ballast.kube.client import KubeApi
-from ballast.kube.resources import CONTROLLER_REVISIONS, DEPLOYMENTS, HPAS, SERVICES, Resource
+from ballast.kube.resources import BUDGETS, CONTROLLER_REVISIONS, DEPLOYMENTS, HPAS, SERVICES, Resource
 from ballast.shell.children import ChildSet
 from ballast.shell.observe import Observed, revision_of
 from ballast.shell.ownership import is_ours
 from ballast.traffic.backends import backends_for
 from ballast.traffic.routers import router_for
 from ballast.workloads import render
-from ballast.workloads.responder_manifests import responder_deployment, responder_name, responder_service
+from ballast.workloads.responder_manifests import (
+    responder_deployment,
+    responder_disruption_budget,
+    responder_name,
+    responder_service,
+)
 
 log = logging.getLogger("ballast.act")
 Manifest = dict[str, Any]
@@ -86,14 +92,19 @@ async def apply_workloads(
 async def apply_responder(
     api: KubeApi, md: Manifest, spec: ModelDeploymentSpec, children: ChildSet, image: str, seen: Observed
 ) -> None:
-    """The reject responder runs while the spec has a reject fallback, so a kill switch finds it warm."""
+    """The reject responder runs while the spec has a reject fallback, so a kill switch finds it warm; with two
+    or more replicas a PodDisruptionBudget keeps one serving through node drains."""
     reject = next((f.reject for f in spec.fallbacks if f.reject is not None), None)
+    responder = responder_name(md["metadata"]["name"])
+    budget = responder_disruption_budget(md, reject) if reject is not None else None
     if reject is not None:
         await _apply(api, seen, children, DEPLOYMENTS, responder_deployment(md, reject, image))
         await _apply(api, seen, children, SERVICES, responder_service(md))
-        return
-    for resource in (DEPLOYMENTS, SERVICES):
-        await _delete_own(api, md, children, resource, responder_name(md["metadata"]["name"]))
+    if budget is not None:
+        await _apply(api, seen, children, BUDGETS, budget)
+    for resource, wanted in ((DEPLOYMENTS, reject), (SERVICES, reject), (BUDGETS, budget)):
+        if wanted is None:
+            await _delete_own(api, md, children, resource, responder)
 
 
 async def apply_route(

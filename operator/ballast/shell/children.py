@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ballast.kube.resources import CONTROLLER_REVISIONS, DEPLOYMENTS, HPAS, HTTP_ROUTES, SERVICES, Resource
+from ballast.kube.resources import BUDGETS, CONTROLLER_REVISIONS, DEPLOYMENTS, HPAS, HTTP_ROUTES, SERVICES, Resource
 from ballast.shell.cluster_view import IndexView
 
 Manifest = dict[str, Any]
@@ -23,6 +23,7 @@ class ChildSet:
     services: list[Manifest] = field(default_factory=list)
     routes: list[Manifest] = field(default_factory=list)
     autoscalers: list[Manifest] = field(default_factory=list)
+    budgets: list[Manifest] = field(default_factory=list)
 
     def named(self, resource: Resource, name: str) -> Manifest | None:
         """The observed child of a kind by name, for comparing what is there with what should be."""
@@ -32,6 +33,7 @@ class ChildSet:
             HTTP_ROUTES: self.routes,
             CONTROLLER_REVISIONS: self.revisions,
             HPAS: self.autoscalers,
+            BUDGETS: self.budgets,
         }
         return next((c for c in by_kind.get(resource, []) if c["metadata"]["name"] == name), None)
 
@@ -47,8 +49,9 @@ class Children:
         services: IndexView,
         routes: IndexView,
         autoscalers: IndexView,
+        budgets: IndexView,
     ) -> None:
-        self.indexes = (deployments, pods, revisions, services, routes, autoscalers)
+        self.indexes = (deployments, pods, revisions, services, routes, autoscalers, budgets)
 
     def of(self, namespace: str, name: str) -> ChildSet:
         key = (namespace, name)

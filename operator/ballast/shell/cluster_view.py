@@ -8,12 +8,14 @@ Every look-up here is memory only: a switch finds its targets without an API cal
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ballast.api.killswitch import ClusterKillSwitchSpec, KillSwitchSpec
 from ballast.api.status import KillSwitchSource
 from ballast.rollout.switch_selection import DeploymentEntry, Labels, Switch, engaged_sources
+from ballast.traffic.acceptance import CONDITION as GATEWAY_ACCEPTED
 from ballast.traffic.grants import Grant, cross_namespace_problem
 
 # kopf's Index is a Mapping of keys to Stores (iterables of what the index handler returned).
@@ -21,12 +23,18 @@ IndexView = Mapping[Any, Iterable[Any]]
 CLUSTER_KEY = "*"
 
 
+# KillSwitchEngaged reasons of a switch that selects a deployment it cannot switch (the switch names it).
+REFUSED = ("NoUsableFallback", "CannotSwitch", "RouteRefused")
+
+
 def deployment_entry(body: Mapping[str, Any]) -> DeploymentEntry:
     metadata = body["metadata"]
     state = (body.get("status") or {}).get("killSwitch") or {}
     conditions = {c.get("type"): c for c in (body.get("status") or {}).get("conditions") or []}
     engaged = conditions.get("KillSwitchEngaged") or {}
-    refused = engaged.get("message") if engaged.get("reason") == "NoUsableFallback" else None
+    route = conditions.get(GATEWAY_ACCEPTED) or {}
+    refused = engaged.get("message") if engaged.get("reason") in REFUSED else None
+    holding = engaged.get("message") if engaged.get("reason") == "Holding" else None
     return DeploymentEntry(
         namespace=metadata["namespace"],
         name=metadata["name"],
@@ -35,7 +43,25 @@ def deployment_entry(body: Mapping[str, Any]) -> DeploymentEntry:
         fallback=state.get("fallback"),
         since=state.get("engagedAt"),
         refused=refused,
+        # A Service router has no route to accept: what it wrote is what serves.
+        accepted=route.get("status") == "True" if route else True,
+        not_accepted=None if route.get("status") in (None, "True") else route.get("message"),
+        holding=holding,
     )
+
+
+def route_summary(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What acceptance needs of an HTTPRoute: generation, parents, the rules' backends and the parents' reports."""
+    spec = body.get("spec") or {}
+    metadata = body["metadata"]
+    return copy.deepcopy({
+        "metadata": {"name": metadata["name"], "namespace": metadata.get("namespace"),
+                     "generation": metadata.get("generation")},
+        "spec": {"parentRefs": spec.get("parentRefs") or [],
+                 "rules": [{"name": r.get("name"), "backendRefs": r.get("backendRefs") or []}
+                           for r in spec.get("rules") or []]},
+        "status": {"parents": (body.get("status") or {}).get("parents") or []},
+    })  # fmt: skip
 
 
 def switch_of(body: Mapping[str, Any]) -> Switch:
@@ -43,12 +69,11 @@ def switch_of(body: Mapping[str, Any]) -> Switch:
     metadata = body["metadata"]
     managers = metadata.get("managedFields") or []
     creator = managers[0].get("manager") if managers else None
-    created = metadata.get("creationTimestamp")
     if body["kind"] == "KillSwitch":
         spec = KillSwitchSpec.model_validate(body["spec"])
-        return Switch("KillSwitch", metadata["name"], metadata["namespace"], spec, created, creator)
+        return Switch("KillSwitch", metadata["name"], metadata["namespace"], spec, creator)
     cluster_spec = ClusterKillSwitchSpec.model_validate(body["spec"])
-    return Switch("ClusterKillSwitch", metadata["name"], None, cluster_spec, created, creator)
+    return Switch("ClusterKillSwitch", metadata["name"], None, cluster_spec, creator)
 
 
 def _values(index: IndexView, key: Any) -> list[Any]:
@@ -64,6 +89,7 @@ class ClusterView:
         grants: IndexView,
         deployments: IndexView,
         services: IndexView,
+        routes: IndexView | None = None,
     ) -> None:
         self._namespaced = namespaced_switches  # namespace -> its KillSwitches
         self._cluster = cluster_switches  # CLUSTER_KEY -> every ClusterKillSwitch
@@ -71,6 +97,8 @@ class ClusterView:
         self._grants = grants  # namespace -> ReferenceGrants in it
         self._deployments = deployments  # namespace -> DeploymentEntry
         self._services = services  # (namespace, name) -> the Service's facts (references.ServiceFacts)
+        # (namespace, name) -> route_summary() of every HTTPRoute; a live index that may be empty (falsy) at first.
+        self._routes = routes if routes is not None else {}
 
     def namespace_labels(self, namespace: str) -> Labels:
         found = _values(self._namespaces, namespace)
@@ -126,3 +154,9 @@ class ClusterView:
         """The ports of a Service, or None when it does not exist."""
         found = _values(self._services, (namespace, name))
         return list(found[0].ports) if found else None
+
+    def route(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """An HTTPRoute's rules and its Gateways' reports, or None when it does not exist (yet)."""
+        found = _values(self._routes, (namespace, name))
+        route: dict[str, Any] | None = found[0] if found else None
+        return route

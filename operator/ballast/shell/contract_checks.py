@@ -40,7 +40,7 @@ def judged(spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> bool:
         and status.canary_revision is not None
         and active
         and status.phase in ("Progressing", "Promoting", "Paused")
-        and not status.kill_switch.sources
+        and not (status.kill_switch.sources or status.kill_switch.engaged)
     )
 
 

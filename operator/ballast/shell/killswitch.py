@@ -18,7 +18,8 @@ from ballast.api.killswitch import KillSwitchStatus
 from ballast.api.timestamps import format_time
 from ballast.kube.client import ApiError, KubeApi
 from ballast.kube.resources import CLUSTER_KILL_SWITCHES, KILL_SWITCHES
-from ballast.rollout.switch_status import switch_status
+from ballast.observability.events import post_events
+from ballast.rollout.switch_status import switch_events, switch_status
 from ballast.shell.cluster_view import ClusterView, switch_of
 from ballast.shell.per_key_runner import PerKeyRunner
 from ballast.shell.reconciler import Reconciler
@@ -101,17 +102,15 @@ class KillSwitchDispatcher:
         if body is None:
             return
         before = KillSwitchStatus.model_validate(body.get("status") or {})
-        after = switch_status(
-            switch,
-            body["metadata"].get("generation"),
-            before,
-            self.view.selected_by(switch),
-            format_time(self.clock()),
-        )
+        selected = self.view.selected_by(switch)
+        now = self.clock()
+        after = switch_status(switch, body["metadata"].get("generation"), before, selected, format_time(now))
         if after == before:  # transition times are kept while nothing changes: no write
             return
         patch = merge_patch(before, after)
         await self.api.patch_status(resource, namespace or None, name, patch, body["metadata"]["resourceVersion"])
+        # After the write, so a conflict (retried on fresh state) never posts the same warning twice.
+        await post_events(self.api, body, tuple(switch_events(before, selected)), now)
 
     def _failed(self, key: SwitchKey, error: Exception) -> None:
         if isinstance(error, ApiError) and error.status == 409:

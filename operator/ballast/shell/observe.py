@@ -122,11 +122,14 @@ def _responder_problem(md: Manifest, deployments: list[Manifest], claims: Claims
     for resource in (DEPLOYMENTS, SERVICES):
         if not claims.writable(resource, responder):
             return f"the responder's {resource.kind} {responder} {claims.problem(resource, responder)}"
+    # Usable while one pod serves: one of two restarting must not move users (or hold a switch).
     ready = any(
-        d["metadata"]["name"] == responder and RESPONDER_LABEL in d["metadata"].get("labels", {}) and available(d)
+        d["metadata"]["name"] == responder
+        and RESPONDER_LABEL in d["metadata"].get("labels", {})
+        and int((d.get("status") or {}).get("readyReplicas", 0)) > 0
         for d in deployments
     )
-    return "" if ready else f"the responder Deployment {responder} is not Available yet"
+    return "" if ready else f"the responder Deployment {responder} has no ready pod"
 
 
 def observe_fallbacks(

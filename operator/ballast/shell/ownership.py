@@ -16,11 +16,11 @@ from typing import Any
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.status import ModelDeploymentStatus
-from ballast.kube.resources import CONTROLLER_REVISIONS, DEPLOYMENTS, HPAS, SERVICES, Resource
+from ballast.kube.resources import BUDGETS, CONTROLLER_REVISIONS, DEPLOYMENTS, HPAS, SERVICES, Resource
 from ballast.shell.children import ChildSet
 from ballast.traffic.routers import router_for
 from ballast.workloads.render import workload_name
-from ballast.workloads.responder_manifests import responder_name
+from ballast.workloads.responder_manifests import has_disruption_budget, responder_name
 
 Manifest = dict[str, Any]
 Lookup = Callable[[Resource, str], Awaitable[Manifest | None]]
@@ -80,15 +80,18 @@ def planned(
     md: Manifest, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, desired: str
 ) -> list[tuple[Resource, str]]:
     """Every object this reconcile may write: each revision's workload (the desired one's too), the reject
-    responder, and the route the router owns."""
+    responder (with its PodDisruptionBudget), and the route the router owns."""
     name = md["metadata"]["name"]
     revisions = [r.name for r in status.revisions]
     if desired not in revisions:
         revisions.append(desired)
     kinds = (DEPLOYMENTS, SERVICES, CONTROLLER_REVISIONS) + ((HPAS,) if spec.model.autoscaling else ())
     found = [(kind, workload_name(name, r)) for r in revisions for kind in kinds]
-    if any(f.reject is not None for f in spec.fallbacks):
+    reject = next((f.reject for f in spec.fallbacks if f.reject is not None), None)
+    if reject is not None:
         found += [(DEPLOYMENTS, responder_name(name)), (SERVICES, responder_name(name))]
+        if has_disruption_budget(reject):
+            found.append((BUDGETS, responder_name(name)))
     if spec.traffic.route_ref is None:
         found.append(router_for(spec.traffic.router).owned(md))
     return found

@@ -30,14 +30,18 @@ from ballast.kube.client import ApiError, KubeApi
 from ballast.kube.resources import MODEL_DEPLOYMENTS
 from ballast.observability import metrics
 from ballast.observability.events import log_decisions, post_events
+from ballast.rollout.conditions import keep_transition_times
 from ballast.rollout.core import Event, decide
 from ballast.shell.act import apply_responder, apply_route, apply_workloads
 from ballast.shell.children import Children
 from ballast.shell.cluster_view import ClusterView
 from ballast.shell.contract_checks import ContractChecks
-from ballast.shell.observe import fallback_service, observe
+from ballast.shell.observe import Observed, fallback_service, observe
 from ballast.shell.per_key_runner import PerKeyRunner
 from ballast.shell.references import ReferenceView
+from ballast.traffic.acceptance import not_written, parents_digest
+from ballast.traffic.backends import backends_for
+from ballast.traffic.routers import router_for
 from ballast.workloads import render
 from ballast.workloads.responder_manifests import DEFAULT_IMAGE
 
@@ -77,6 +81,10 @@ class Reconciler:
         # Which deployments route to a Service or read grants of a namespace: their events reconcile them.
         self.fallback_services: dict[Key, set[Key]] = {}
         self.grant_namespaces: dict[str, set[Key]] = {}
+        # Which deployments each HTTPRoute carries, and its Gateways' reports as the last reconcile read them:
+        # a new report (Accepted, ResolvedRefs) reconciles them, so status says what the Gateway accepted.
+        self.route_users: dict[Key, set[Key]] = {}
+        self.route_reports: dict[Key, str] = {}
 
     # ------------------------------------------------------------------------------ scheduling
 
@@ -103,7 +111,7 @@ class Reconciler:
         self.races.pop(key, None)
         self.checks.forget(key)
         self.written.pop(key, None)
-        self._watch_references(key, set(), set())
+        self._watch_references(key, set(), set(), set())
         metrics.forget(namespace, name)
 
     async def stop(self) -> None:
@@ -122,6 +130,13 @@ class Reconciler:
     def grants_changed(self, namespace: str) -> None:
         for key in list(self.grant_namespaces.get(namespace, ())):
             self.notify(*key)
+
+    def route_reported(self, namespace: str, name: str, report: str) -> None:
+        """An HTTPRoute changed; the deployments it carries reconcile when its Gateways' report is new to them."""
+        route = (namespace, name)
+        if self.route_reports.get(route) != report:
+            for key in list(self.route_users.get(route, ())):
+                self.notify(*key)
 
     async def tick_forever(self, period: float = 1.0) -> None:
         while True:
@@ -156,9 +171,11 @@ class Reconciler:
         metrics.reconcile_errors.labels(*key).inc()
         self.due[key] = self.clock() + RETRY_AFTER_ERROR
 
-    def _watch_references(self, key: Key, services: set[Key], namespaces: set[str]) -> None:
+    def _watch_references(self, key: Key, services: set[Key], namespaces: set[str], routes: set[Key]) -> None:
         _reindex(self.fallback_services, key, services)
         _reindex(self.grant_namespaces, key, namespaces)
+        for route in _reindex(self.route_users, key, routes):
+            self.route_reports.pop(route, None)  # no deployment serves through it any more
 
     def _schedule(self, key: Key, status: ModelDeploymentStatus, now: datetime, refused: bool) -> None:
         """Wake at the core's next due time; checks start from the tick, and their verdicts wake it themselves."""
@@ -187,13 +204,17 @@ class Reconciler:
         key = (namespace, name)
         children = self.children.of(namespace, name)
         services = {ref[:2] for f in spec.fallbacks if (ref := fallback_service(md, f))}
-        self._watch_references(key, services, {ns for ns, _ in services if ns != namespace})
+        route = router_for(spec.traffic.router).watched_route(md, spec)
+        routes = {(namespace, route)} if route else set()
+        self._watch_references(key, services, {ns for ns, _ in services if ns != namespace}, routes)
         desired = revision_hash(md["spec"])
         now = self.clock()
         verdict = self.checks.verdict(key)
         seen = await observe(self.api, self.view, self.references, md, spec, status, desired, children, verdict)
         observations = seen.observations
         decision = decide(spec, desired, md["metadata"].get("generation", 1), status, observations, now)
+        templates = {r["metadata"]["labels"][render.REVISION_LABEL]: r["data"] for r in children.revisions}
+        self._report_acceptance(md, spec, status, decision.status, templates, seen, format_time(now))
 
         if decision.status != status:
             md = await self.api.patch_status(
@@ -212,7 +233,6 @@ class Reconciler:
             weights = decision.status.weights
             metrics.record_state(namespace, name, decision.status.phase, weights.stable, weights.canary,
                                  weights.fallback, decision.status.kill_switch.engaged)  # fmt: skip
-            templates = {r["metadata"]["labels"][render.REVISION_LABEL]: r["data"] for r in children.revisions}
             # A kill switch moving users touches only the route: it goes first, before any workload write.
             rerouted = (status.weights.fallback, status.weights.fallback_name) != (
                 weights.fallback,
@@ -228,6 +248,38 @@ class Reconciler:
             await events
         refused = bool(observations.conflicts) or observations.route_refused is not None
         self._schedule(key, decision.status, now, refused)
+
+    def _report_acceptance(
+        self,
+        md: Manifest,
+        spec: ModelDeploymentSpec,
+        before: ModelDeploymentStatus,
+        after: ModelDeploymentStatus,
+        templates: dict[str, Any],
+        seen: Observed,
+        now: str,
+    ) -> None:
+        """GatewayAccepted: whether the Gateway accepted the route carrying what `after` asks for (read from
+        memory); Unknown while Ballast may not write the route at all (RouteAccepted False)."""
+        router = router_for(spec.traffic.router)
+        name = router.watched_route(md, spec)
+        if name is None:
+            return
+        namespace = md["metadata"]["namespace"]
+        route = self.view.route(namespace, name)
+        self.route_reports[(namespace, name)] = parents_digest(route)
+        backends = backends_for(md, spec, after, templates)
+        if seen.observations.route_refused is not None:
+            accepted: Condition | None = not_written(name)
+        elif backends is not None:
+            accepted = router.acceptance(md, spec, backends, route)
+        else:
+            return  # nothing deployed yet, so nothing routed
+        if accepted is None:
+            return
+        accepted.observed_generation = after.observed_generation
+        (accepted,) = keep_transition_times(before.conditions, [accepted], now)
+        after.conditions = [*(c for c in after.conditions if c.type != accepted.type), accepted]
 
     async def _report_invalid(self, md: Manifest, status: ModelDeploymentStatus, error: ValidationError) -> None:
         """A spec the models refuse (for example after an operator downgrade) never touches traffic."""
@@ -254,12 +306,16 @@ class Reconciler:
 Ref = TypeVar("Ref", bound=Hashable)
 
 
-def _reindex(index: dict[Ref, set[Key]], key: Key, wanted: set[Ref]) -> None:
-    """Make `key` listed under exactly the references in `wanted`."""
+def _reindex(index: dict[Ref, set[Key]], key: Key, wanted: set[Ref]) -> list[Ref]:
+    """Make `key` listed under exactly the references in `wanted`; returns the references nobody is listed under
+    any more."""
+    dropped = []
     for ref in list(index):
         if ref not in wanted:
             index[ref].discard(key)
             if not index[ref]:
                 del index[ref]
+                dropped.append(ref)
     for ref in wanted:
         index.setdefault(ref, set()).add(key)
+    return dropped

@@ -57,7 +57,9 @@ def backends_for(
     canary = next((r.name for r in status.revisions if r.name == status.canary_revision and r.role == "canary"), None)
     mirror = status.mirror_revision
     if status.kill_switch.engaged:
-        # Users get the fallback; with capture, the stable revision keeps seeing every request.
+        # Users get the fallback on every rule (the canary is no backend, so no header rule reaches it); with
+        # capture, the stable revision keeps seeing a copy of every request and answers nobody.
+        canary = None
         mirror = status.stable_revision if status.kill_switch.captured else None
     serving = [r for r in (status.stable_revision, canary, mirror) if r]
     return Backends(

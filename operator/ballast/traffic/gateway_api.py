@@ -10,14 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
+from ballast.api.types import Condition
 from ballast.kube.client import ApiError, KubeApi
 from ballast.kube.resources import GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES, Resource
+from ballast.traffic.acceptance import route_acceptance
 from ballast.traffic.router import Backends, Capabilities, Manifest
 from ballast.workloads.render import DEPLOYMENT_LABEL, MANAGED_BY, owner_reference
 
 
 def backend_refs(spec: ModelDeploymentSpec, backends: Backends) -> list[Manifest]:
-    """Weighted refs; those at weight 0 are left out (unless all are), so a switched route names only its fallback."""
+    """Weighted refs; those at weight 0 are left out, so a switched route names only its fallback, or nothing
+    when a holding switch has none left (a rule without backends: the Gateway answers with an error)."""
     refs: list[Manifest] = [
         {"name": backends.stable, "port": backends.port(backends.stable), "weight": backends.weights.stable}
     ]
@@ -31,7 +34,7 @@ def backend_refs(spec: ModelDeploymentSpec, backends: Backends) -> list[Manifest
         if fallback.namespace is not None:
             ref["namespace"] = fallback.namespace
         refs.append(ref)
-    return [r for r in refs if r["weight"] > 0] or refs
+    return [r for r in refs if r["weight"] > 0]
 
 
 def _timeouts(spec: ModelDeploymentSpec) -> Manifest:
@@ -168,6 +171,20 @@ class GatewayApiRouter:
 
     def owned(self, md: Manifest) -> tuple[Resource, str]:
         return HTTP_ROUTES, md["metadata"]["name"]
+
+    def watched_route(self, md: Manifest, spec: ModelDeploymentSpec) -> str | None:
+        return spec.traffic.route_ref.name if spec.traffic.route_ref else md["metadata"]["name"]
+
+    def acceptance(
+        self, md: Manifest, spec: ModelDeploymentSpec, backends: Backends, route: Manifest | None
+    ) -> Condition | None:
+        ref = spec.traffic.route_ref
+        if ref is not None:
+            wanted = {ref.rule: backend_refs(spec, backends)}
+        else:
+            rules = build_http_route(md, spec, backends)["spec"]["rules"]
+            wanted = {rule["name"]: rule["backendRefs"] for rule in rules}
+        return route_acceptance(route, self.watched_route(md, spec) or "", wanted)
 
     async def finalize(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> None:
         if spec.traffic.route_ref is None:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.status import Weights
+from ballast.api.types import Condition
 from ballast.kube.client import KubeApi
 from ballast.kube.resources import Resource
 
@@ -72,3 +73,11 @@ class Router(Protocol):
 
     async def can_mirror(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> bool:
         """Whether every Gateway in front of the deployment can mirror requests (shadow, traffic capture)."""
+
+    def watched_route(self, md: Manifest, spec: ModelDeploymentSpec) -> str | None:
+        """The HTTPRoute (in the deployment's namespace) whose status says what the Gateway accepted; None if none."""
+
+    def acceptance(
+        self, md: Manifest, spec: ModelDeploymentSpec, backends: Backends, route: Manifest | None
+    ) -> Condition | None:
+        """Whether the Gateway accepted `route` carrying `backends` (the GatewayAccepted condition); None if moot."""

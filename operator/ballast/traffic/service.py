@@ -8,6 +8,7 @@ decision core sets from the weights.
 from __future__ import annotations
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
+from ballast.api.types import Condition
 from ballast.kube.client import KubeApi
 from ballast.kube.resources import DEPLOYMENTS, SERVICES, Resource
 from ballast.traffic.router import Backends, Capabilities, Manifest
@@ -59,3 +60,11 @@ class ServiceRouter:
 
     async def can_mirror(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> bool:
         return False
+
+    def watched_route(self, md: Manifest, spec: ModelDeploymentSpec) -> str | None:
+        return None  # a Service is served by kube-proxy as written: there is no acceptance to wait for
+
+    def acceptance(
+        self, md: Manifest, spec: ModelDeploymentSpec, backends: Backends, route: Manifest | None
+    ) -> Condition | None:
+        return None

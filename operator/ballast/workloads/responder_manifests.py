@@ -1,6 +1,7 @@
 """Render the responder of a `reject` fallback: one small Deployment and Service per ModelDeployment.
 
-It runs whenever the spec has a reject fallback, so a kill switch finds it warm. Its objects carry
+It runs whenever the spec has a reject fallback, so a kill switch finds it warm: two replicas by
+default, spread over nodes, and a PodDisruptionBudget that keeps one serving through drains. Its objects carry
 the deployment label (their events reach the owner's reconcile) but no revision label, and its
 pods are selected by their own label, so no revision Service or Prometheus revision ever sees them.
 """
@@ -53,10 +54,41 @@ def responder_deployment(md: Manifest, reject: Reject, image: str) -> Manifest:
         "kind": "Deployment",
         "metadata": _metadata(md),
         "spec": {
-            "replicas": 1,
+            "replicas": reject.replicas,
             "selector": {"matchLabels": selector},
-            "template": {"metadata": {"labels": {**MANAGED_BY, **selector}}, "spec": {"containers": [container]}},
+            "template": {
+                "metadata": {"labels": {**MANAGED_BY, **selector}},
+                "spec": {
+                    "containers": [container],
+                    # Best effort: replicas on different nodes, so one node going away leaves one serving.
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": selector},
+                        }
+                    ],
+                },
+            },
         },
+    }
+
+
+def has_disruption_budget(reject: Reject) -> bool:
+    """One responder pod stays through voluntary disruptions (drains); no budget with a single replica, which a
+    budget would only make undrainable."""
+    return reject.replicas >= 2
+
+
+def responder_disruption_budget(md: Manifest, reject: Reject) -> Manifest | None:
+    if not has_disruption_budget(reject):
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(md),
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {RESPONDER_LABEL: md["metadata"]["name"]}}},
     }
 
 
