@@ -19,7 +19,7 @@ PACKAGE = ROOT / "operator" / "ballast"
 # Top to bottom. A package may import its own modules and packages of lower layers; packages that
 # share a layer are independent of each other.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("cli",),
+    ("cli", "kubectl"),
     ("handlers", "devstack"),
     ("shell",),
     ("observability", "analysis", "traffic"),

@@ -113,7 +113,34 @@ def test_a_template_change_walks_the_steps_and_promotes() -> None:
     roles = {r.name: r.role for r in run.status.revisions}
     assert roles == {"aaa": "previous", "bbb": "stable"}
     actions = [h.action for h in run.status.history]
-    assert actions == ["deploy", "canary", "step", "step", "step", "promote"]
+    assert actions == ["deploy", "canary", "step", "step", "approve", "step", "promote"]
+
+
+def test_an_approval_records_the_approver_named_with_it() -> None:
+    run = Run()
+    run.step("aaa")
+    run.observed = {"aaa": READY, "bbb": READY}
+    run.step("bbb")
+    run.step("bbb", 5)
+    run.step("bbb", 90)  # step 2 of 3 needs an approval
+    run.commands = Commands(promote="t1", approved_by="alice")
+    result = run.step("bbb")
+    approval = next(h for h in result.history if h.action == "approve")
+    assert approval.message == "Step 2/3 approved by alice"
+    assert (approval.revision, approval.step, approval.reason) == ("bbb", 1, "Approved")
+    assert any(e.reason == "Approved" and "alice" in e.message for e in result.events)
+
+
+def test_a_promote_without_an_approver_says_nobody_was_recorded() -> None:
+    run = Run()
+    run.step("aaa")
+    run.observed = {"aaa": READY, "bbb": READY}
+    run.step("bbb")
+    run.step("bbb", 5)  # step 1 of 3: a 1m pause, left early by hand
+    run.commands = Commands(promote="t1")
+    manual = next(h for h in run.step("bbb").history if h.action == "manual-promote")
+    assert manual.message == "Step 1/3 left early by a promote annotation"
+    assert run.status.weights.canary == 50
 
 
 def test_the_previous_revision_scales_down_after_the_delay_and_old_ones_are_collected() -> None:

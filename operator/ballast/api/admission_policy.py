@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from ballast import GROUP
+from ballast.api.annotations import APPROVED_BY_ANNOTATION, PROMOTE_ANNOTATION
 
 POLICY_NAME = "ballast-no-escalation"
 POLICY_FILE = "admission-policy.yaml"
@@ -98,16 +99,19 @@ NEEDED = (
 
 APPROVALS_POLICY_NAME = "ballast-trusted-approvals"
 APPROVE_VERB = "approve"
-PROMOTE_ANNOTATION = "ballast.dev/promote"
 _LABELS = {"app.kubernetes.io/part-of": "ballast"}
 
 
-def _annotation(obj: str) -> str:
-    """A CEL expression: the promote annotation of `obj` (object or oldObject), or '' when it has none."""
+def _annotation(obj: str, key: str = PROMOTE_ANNOTATION) -> str:
+    """A CEL expression: annotation `key` of `obj` (object or oldObject), or '' when it has none."""
     annotations = f"{obj}.metadata.annotations"
-    return (
-        f"(has({annotations}) && '{PROMOTE_ANNOTATION}' in {annotations} ? {annotations}['{PROMOTE_ANNOTATION}'] : '')"
-    )
+    return f"(has({annotations}) && '{key}' in {annotations} ? {annotations}['{key}'] : '')"
+
+
+def _changed(key: str) -> str:
+    """A CEL expression: annotation `key` is set, to a value it did not have before."""
+    now, before = _annotation("object", key), _annotation("oldObject", key)
+    return f"{now} != '' && (oldObject == null || {before} != {now})"
 
 
 def _policy(name: str, condition: dict[str, str], validations: list[dict[str, str]]) -> dict[str, Any]:
@@ -153,11 +157,17 @@ def no_escalation_policy() -> dict[str, Any]:
 
 
 def trusted_approvals_policy() -> dict[str, Any]:
-    """Who may promote: setting or changing `ballast.dev/promote` (approving a manual step, or leaving any step
-    early) needs the `approve` verb on that ModelDeployment, which RBAC grants apart from `patch`.
+    """Who may promote, and who is recorded as the approver.
 
-    An annotation rides on `patch`, which every editor of the namespace has; the custom verb lets a team
-    separate who changes a model from who lets users reach it. Removing the annotation promotes nothing.
+    Setting or changing `ballast.dev/promote` (approving a manual step, or leaving any step early) needs the
+    `approve` verb on that ModelDeployment, which RBAC grants apart from `patch`: an annotation rides on `patch`,
+    which every editor of the namespace has, and the custom verb lets a team separate who changes a model from
+    who lets users reach it. Removing the annotation promotes nothing.
+
+    `ballast.dev/approved-by` is the approver the operator records. Whenever it or the promote token is newly
+    written, it must name the writer as the API server authenticated them (`request.userInfo.username`, a
+    service account as `system:serviceaccount:<namespace>:<name>`), so a record names who acted, never whom
+    someone claimed. A new token under an older approver's name is refused too.
     """
     check = (
         f"authorizer.group('{GROUP}').resource('modeldeployments').namespace(object.metadata.namespace)"
@@ -168,13 +178,29 @@ def trusted_approvals_policy() -> dict[str, Any]:
         f" + object.metadata.name + ': setting {PROMOTE_ANNOTATION} needs the {APPROVE_VERB} verb on"
         f" modeldeployments.{GROUP} (the chart role ballast-approver grants it, and so does admin)'"
     )
-    changed = (
-        f"{_annotation('object')} != '' && (oldObject == null || {_annotation('oldObject')} != {_annotation('object')})"
+    approver = _annotation("object", APPROVED_BY_ANNOTATION)
+    own_name = (
+        f"!({_changed(PROMOTE_ANNOTATION)} || {_changed(APPROVED_BY_ANNOTATION)}) || {approver} == ''"
+        f" || {approver} == request.userInfo.username"
+    )
+    own_name_message = (
+        f"'{APPROVED_BY_ANNOTATION} must name the user writing it: it says ' + {approver} + ' but the request is"
+        f" from ' + request.userInfo.username + ' (set it to your own name, or remove it)'"
     )
     return _policy(
         APPROVALS_POLICY_NAME,
-        {"name": "promote-set-or-changed", "expression": changed},
-        [{"expression": check, "messageExpression": message, "reason": "Forbidden"}],
+        {
+            "name": "promote-or-approver-set-or-changed",
+            "expression": f"{_changed(PROMOTE_ANNOTATION)} || {_changed(APPROVED_BY_ANNOTATION)}",
+        },
+        [
+            {
+                "expression": f"!{_changed(PROMOTE_ANNOTATION)} || {check}",
+                "messageExpression": message,
+                "reason": "Forbidden",
+            },
+            {"expression": own_name, "messageExpression": own_name_message, "reason": "Forbidden"},
+        ],
     )
 
 

@@ -111,9 +111,10 @@ def in_cluster_configuration(
     return configuration
 
 
-def _client_from_configuration(
+def client_settings(
     configuration: Any, timeout: float, auth: httpx.Auth | None = None, user_agent: str | None = None
-) -> httpx.AsyncClient:
+) -> dict[str, Any]:
+    """httpx client arguments for a `kubernetes` Configuration: server, TLS, client certificate, bearer token."""
     verify: ssl.SSLContext | bool = bool(configuration.verify_ssl)
     if configuration.verify_ssl:
         verify = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
@@ -127,15 +128,20 @@ def _client_from_configuration(
     if token and auth is None:
         prefix = configuration.api_key_prefix.get("authorization", "")
         headers["Authorization"] = f"{prefix} {token}".strip() if not token.startswith("Bearer") else token
+    return {
+        "base_url": configuration.host,
+        "verify": verify,
+        "headers": headers,
+        "auth": auth,
+        "timeout": httpx.Timeout(timeout),
+    }
+
+
+def _client_from_configuration(
+    configuration: Any, timeout: float, auth: httpx.Auth | None = None, user_agent: str | None = None
+) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
-    return httpx.AsyncClient(
-        base_url=configuration.host,
-        verify=verify,
-        headers=headers,
-        auth=auth,
-        timeout=httpx.Timeout(timeout),
-        limits=limits,
-    )
+    return httpx.AsyncClient(**client_settings(configuration, timeout, auth, user_agent), limits=limits)
 
 
 def _digest(body: Object) -> str:

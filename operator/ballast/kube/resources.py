@@ -34,6 +34,7 @@ CONTROLLER_REVISIONS = Resource("apps", "v1", "controllerrevisions", kind="Contr
 SERVICES = Resource("", "v1", "services", kind="Service")
 PODS = Resource("", "v1", "pods", kind="Pod")
 EVENTS = Resource("", "v1", "events", kind="Event")
+NAMESPACES = Resource("", "v1", "namespaces", namespaced=False, kind="Namespace")
 BUDGETS = Resource("policy", "v1", "poddisruptionbudgets", kind="PodDisruptionBudget")
 HPAS = Resource("autoscaling", "v2", "horizontalpodautoscalers", kind="HorizontalPodAutoscaler")
 HTTP_ROUTES = Resource("gateway.networking.k8s.io", "v1", "httproutes", kind="HTTPRoute")

@@ -222,6 +222,8 @@ def _progress_canary(ctx: Context) -> None:
             f"step {s.current_step + 1}/{len(steps)} at {step.weight}%: waiting for {waiting}",
         )
         return
+    if promoted:
+        _record_manual_promote(ctx, approval=step.approval)
     if s.current_step + 1 < len(steps):
         _enter_step(ctx, s.current_step + 1)
     else:
@@ -350,6 +352,21 @@ def _shadowing(ctx: Context, since: datetime) -> bool:
 def _step_phase(ctx: Context, index: int) -> Phase:
     """The last step hands the canary everything: the rollout is then promoting it."""
     return "Promoting" if index == len(ctx.spec.rollout.effective_steps()) - 1 else "Progressing"
+
+
+def _record_manual_promote(ctx: Context, *, approval: bool) -> None:
+    """Who let the canary leave its step by hand: the approver's name, which admission lets only that user write."""
+    s, who = ctx.status, ctx.observations.commands.approved_by
+    assert s.current_step is not None
+    step = f"Step {s.current_step + 1}/{len(ctx.spec.rollout.effective_steps())}"
+    if approval:
+        message = f"{step} approved by {who or 'an unrecorded user (the promote carried no ballast.dev/approved-by)'}"
+    else:
+        message = f"{step} left early by {who or 'a promote annotation'}"
+    ctx.record(
+        "approve" if approval else "manual-promote", "Approved" if approval else "PromotedByHand", message,
+        revision=s.canary_revision, step=s.current_step,
+    )  # fmt: skip
 
 
 def _enter_step(ctx: Context, index: int) -> None:

@@ -32,12 +32,14 @@ class RevisionObservation:
 class Commands:
     """Manual control through annotations; Git keeps owning the spec.
 
-    `promote` and `abort` carry a token (any new value acts once); `paused` is level-triggered.
+    `promote` and `abort` carry a token (any new value acts once); `paused` is level-triggered; `approved_by`
+    is the user who approved (admission lets only that user write their own name).
     """
 
     promote: str | None = None
     abort: str | None = None
     paused: bool = False
+    approved_by: str | None = None
 
 
 @dataclass(frozen=True)

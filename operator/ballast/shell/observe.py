@@ -12,6 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ballast.api.annotations import (
+    ABORT_ANNOTATION,
+    APPROVED_BY_ANNOTATION,
+    PAUSE_ANNOTATION,
+    PROMOTE_ANNOTATION,
+)
 from ballast.api.modeldeployment import Fallback, ModelDeploymentSpec
 from ballast.api.status import Analysis, ModelDeploymentStatus
 from ballast.kube.client import KubeApi
@@ -33,10 +39,6 @@ from ballast.workloads.responder_manifests import RESPONDER_LABEL, responder_nam
 
 Manifest = dict[str, Any]
 
-PROMOTE_ANNOTATION = "ballast.dev/promote"
-ABORT_ANNOTATION = "ballast.dev/abort"
-PAUSE_ANNOTATION = "ballast.dev/paused"
-
 
 def commands_of(md: Manifest) -> Commands:
     annotations = md["metadata"].get("annotations") or {}
@@ -44,6 +46,7 @@ def commands_of(md: Manifest) -> Commands:
         promote=annotations.get(PROMOTE_ANNOTATION),
         abort=annotations.get(ABORT_ANNOTATION),
         paused=annotations.get(PAUSE_ANNOTATION, "").lower() == "true",
+        approved_by=annotations.get(APPROVED_BY_ANNOTATION),
     )
 
 
