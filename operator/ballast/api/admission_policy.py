@@ -111,7 +111,7 @@ def _annotation(obj: str, key: str = PROMOTE_ANNOTATION) -> str:
 def _changed(key: str) -> str:
     """A CEL expression: annotation `key` is set, to a value it did not have before."""
     now, before = _annotation("object", key), _annotation("oldObject", key)
-    return f"{now} != '' && (oldObject == null || {before} != {now})"
+    return f"({now} != '' && (oldObject == null || {before} != {now}))"
 
 
 def _policy(name: str, condition: dict[str, str], validations: list[dict[str, str]]) -> dict[str, Any]:

@@ -52,9 +52,9 @@ def judge(md: Object, target: Target) -> tuple[Outcome, str] | None:
         if entry.get("revision") != target.revision or _generation_of(entry) < target.generation:
             continue
         if entry.get("action") == "rollback":
-            return Outcome.ROLLED_BACK, f"revision {target.revision} rolled back: {entry.get('message', '')}"
+            return Outcome.ROLLED_BACK, str(entry.get("message") or f"revision {target.revision} rolled back")
         if entry.get("action") in ("promote", "deploy"):
-            return Outcome.PROMOTED, f"revision {target.revision} promoted: {entry.get('message', '')}"
+            return Outcome.PROMOTED, str(entry.get("message") or f"revision {target.revision} promoted")
     phase = status.get("phase")
     if phase == "Stable" and status.get("stableRevision") == target.revision:
         return Outcome.PROMOTED, f"revision {target.revision} is stable and serves 100%"
