@@ -21,9 +21,11 @@ class RevisionStatus(StatusModel):
 
     name: str = Field(max_length=63, description="The revision id: a hash of the pod template as written.")
     role: RevisionRole = Field(description="stable, canary, previous (kept warm) or retired.")
-    workload: str = Field(default="", max_length=253, description="Name of the Deployment and Service.")
+    workload: str = Field(
+        default="", max_length=253, description="Name of its Deployment and Service; empty while it has none."
+    )
     replicas: int = Field(default=0, description="Desired replicas.")
-    ready_replicas: int = Field(default=0, description="Ready replicas.")
+    ready_replicas: int = Field(default=0, description="Ready replicas, as its Deployment reports them.")
     created_at: str | None = Field(default=None, description="When the revision first appeared (RFC 3339).")
     retire_at: str | None = Field(default=None, description="When a previous revision scales down (RFC 3339).")
 
