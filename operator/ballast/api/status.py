@@ -137,14 +137,6 @@ class HistoryEntry(StatusModel):
     values: dict[str, float] = Field(default_factory=dict, description="The numbers behind the decision.")
 
 
-class PendingDecision(StatusModel):
-    """A decision written before it is acted on, so a crash neither repeats nor loses it."""
-
-    id: str = Field(description="The decision id.")
-    action: str = Field(description="The action to carry out.")
-    at: str = Field(description="When it was decided (RFC 3339).")
-
-
 class ModelDeploymentStatus(StatusModel):
     """The observed state of a model deployment."""
 
@@ -173,7 +165,6 @@ class ModelDeploymentStatus(StatusModel):
     last_analysis: Analysis | None = Field(default=None, description="The last contract check.")
     budget: BudgetStatus | None = Field(default=None, description="Budget use.")
     kill_switch: KillSwitchStatus = Field(default_factory=KillSwitchStatus, description="Kill-switch state.")
-    pending_decision: PendingDecision | None = Field(default=None, description="A decision not yet acted on.")
     handled_commands: dict[str, str] = Field(
         default_factory=dict,
         description="The last promote/abort annotation value acted on, per command, so each acts once.",
