@@ -14,7 +14,7 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parent.parent
-_MARKER_BY_FOLDER = {"unit": pytest.mark.unit, "integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+_MARKER_BY_FOLDER = {"unit": pytest.mark.unit, "e2e": pytest.mark.e2e}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import ssl
@@ -13,9 +14,10 @@ import yaml
 
 from ballast.api.resources import BY_KIND
 from ballast.devstack import loadgen
-from ballast.devstack.cluster import Cluster, wait_until
+from ballast.devstack.cluster import Cluster, ClusterError, wait_until
 from ballast.devstack.dataplane import DataPlane
 from ballast.devstack.loadgen import LoadReport
+from tests import claims
 
 GATEWAY_PARENT = [{"name": "ai-gateway", "namespace": "gateway-system"}]
 
@@ -59,6 +61,28 @@ def status(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
     body = json.loads(cluster.kubectl("get", "mdep", name, "-n", namespace, "-o", "json").stdout)
     result: dict[str, Any] = body.get("status") or {}
     return result
+
+
+def wait_revisions_match_deployments(cluster: Cluster, namespace: str, name: str, timeout: float = 30) -> list[Any]:
+    """Poll until status.revisions name their real Deployments with their ready replicas; then check once more, so
+    a timeout fails with what differs. Returns the revisions."""
+
+    def compare() -> list[Any]:
+        revisions = status(cluster, namespace, name).get("revisions") or []
+        listed = json.loads(cluster.kubectl("get", "deployments", "-n", namespace, "-o", "json").stdout)["items"]
+        claims.revisions_match_deployments(revisions, {d["metadata"]["name"]: d for d in listed})
+        return list(revisions)
+
+    def matches() -> bool:
+        try:
+            compare()
+        except AssertionError:
+            return False
+        return True
+
+    with contextlib.suppress(ClusterError):
+        wait_until(matches, timeout, f"{namespace}/{name}: status.revisions to match the Deployments")
+    return compare()
 
 
 def wait_status(

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -11,11 +16,13 @@ import pytest
 import yaml
 
 from ballast.api.validation import validate_manifest
-from ballast.devstack.cluster import POD_CIDR, Cluster, wait_until
+from ballast.devstack import cli as dev_cli
+from ballast.devstack.cluster import POD_CIDR, SLOT, AddressRanges, Cluster, wait_until
 from ballast.devstack.dataplane import DataPlane
 from ballast.kube.client import ApiError, KubeApi
 from ballast.kube.resources import HTTP_ROUTES
 from ballast.traffic.gateway_api import owned_rule_patch
+from tests import claims
 from tests.e2e.conftest import OPERATOR_USER, ROOT
 from tests.e2e.helpers import create_raw
 from tests.e2e.manifests import deployment
@@ -174,7 +181,7 @@ async def test_a_route_patch_whose_test_no_longer_holds_is_told_apart_as_a_lost_
         ("create", "pods/eviction", False),
     ],
 )
-def test_the_operator_identity_has_exactly_its_role(
+def test_the_operator_identity_is_granted_and_denied_these_verbs(
     cluster: Cluster, operator_kubeconfig: Path, verb: str, resource: str, allowed: bool
 ) -> None:
     kind, _, subresource = resource.partition("/")  # `can-i` reads kind/name; a subresource is a flag
@@ -235,8 +242,59 @@ def test_the_audit_log_records_the_operator_calls(cluster: Cluster, operator_kub
 def test_stopping_a_control_plane_leaves_no_process(cluster: Cluster, tmp_path: Path) -> None:
     second = Cluster(cluster.binaries, tmp_path / "second", nodes=1)
     second.start()
-    pids = [p.popen.pid for p in second.processes]
-    assert len(pids) == 5
+    tree = claims.process_tree(p.popen.pid for p in second.processes)
+    assert len(tree) >= 5
     second.stop()
-    for pid in pids:
-        assert not Path(f"/proc/{pid}").exists(), f"process {pid} survived stop()"
+    assert claims.survivors(tree) == [], "processes survived stop()"
+
+
+def _simulators(tree: claims.Snapshot) -> int:
+    def command(pid: int) -> bytes:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return b""
+
+    return sum(b"ballast.devstack.simulator" in command(pid) for pid, _ in tree)
+
+
+def test_ballast_dev_down_leaves_no_process_of_a_stack_with_its_data_plane_and_model_servers(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `ballast dev up` records, `ballast dev down` stops: the control plane, Traefik, Prometheus, the
+    supervisor and the simulators it runs for pods (this slot's second address ranges)."""
+    folder = tmp_path / "dev"
+    second = Cluster(cluster.binaries, folder, nodes=1, ranges=AddressRanges.for_slot(SLOT, 1))
+    try:
+        second.start()
+        plane = DataPlane(second)
+        plane.start()
+        second.apply([deployment("sim", "default", replicas=2)])
+        roots = [p.popen.pid for p in second.processes]
+        wait_until(lambda: _simulators(claims.process_tree(roots)) == 2, 60, "two simulators to run")
+        monkeypatch.setenv("BALLAST_DEV_DIR", str(folder))
+        dev_cli.record(second, plane, [])
+        tree = claims.process_tree(roots)
+        down = subprocess.run([sys.executable, "-m", "ballast", "dev", "down"], capture_output=True, text=True,
+                              env={**os.environ, "BALLAST_DEV_DIR": str(folder)}, timeout=60, check=False)  # fmt: skip
+        assert down.returncode == 0, down.stderr
+        assert down.stdout.strip() == f"stopped {len(roots)} processes"
+        assert claims.survivors(tree) == [], "processes survived `ballast dev down`"
+    finally:
+        second.stop()
+
+
+def test_the_survivor_check_finds_a_process_left_behind() -> None:
+    """The broken variant: a stop that signals only the leader leaves its child, and the check above names it."""
+    leader = subprocess.Popen(["sh", "-c", "sleep 60 & wait"], start_new_session=True)
+    try:
+        wait_until(lambda: len(claims.process_tree([leader.pid])) == 2, 10, "the child to start")
+        tree = claims.process_tree([leader.pid])
+        leader.kill()
+        leader.wait()
+        left = claims.survivors(tree)
+        assert len(left) == 1
+        assert left[0] != leader.pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader.pid, signal.SIGKILL)

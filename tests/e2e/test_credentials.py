@@ -43,12 +43,12 @@ def test_a_rotated_service_account_token_is_picked_up_in_cluster(
     async def scenario() -> None:
         api = KubeApi.in_cluster(token_file=str(token_file), ca_file=str(ca_file), environ=environ)
         try:
-            assert isinstance(await api.list_all(MODEL_DEPLOYMENTS, None), list)
+            assert await api.get(MODEL_DEPLOYMENTS, NAMESPACE, "absent") is None
             # The kubelet writes a new token; the old one stops working (its pod, here its Secret, is gone).
             token_file.write_text(bound_token(cluster, "ballast-token-second"))
             cluster.kubectl("delete", "secret", "ballast-token-first", "-n", NAMESPACE)
             await asyncio.to_thread(wait_until, lambda: refused(cluster, first), 30, "the first token to be refused")
-            assert isinstance(await api.list_all(MODEL_DEPLOYMENTS, None), list)
+            assert await api.get(MODEL_DEPLOYMENTS, NAMESPACE, "absent") is None
         finally:
             await api.close()
             cluster.kubectl("delete", "secret", "ballast-token-second", "-n", NAMESPACE, check=False)

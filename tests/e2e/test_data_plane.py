@@ -10,6 +10,7 @@ from typing import Any
 from ballast.devstack import loadgen
 from ballast.devstack.cluster import Cluster, wait_until
 from ballast.devstack.dataplane import DataPlane
+from tests import claims
 from tests.e2e.manifests import deployment, http_route, revision
 
 
@@ -111,6 +112,8 @@ def test_a_crashing_simulator_is_a_not_ready_pod_with_growing_restarts(
     pod = _pod(cluster, namespace, "crashy")
     last = pod["status"]["containerStatuses"][0]["lastState"]["terminated"]
     assert last["exitCode"] == 1
+    # Between its runs (backing off, up to 10 s) the pod is seen down, and then it must not be Ready.
+    wait_until(lambda: claims.not_ready_while_down(_pod(cluster, namespace, "crashy")), 30, "the pod seen down")
 
 
 def _health(address: str) -> bool:

@@ -11,6 +11,7 @@ from ballast.devstack.cluster import Cluster, wait_until
 from ballast.devstack.dataplane import DataPlane
 from ballast.devstack.loadgen import LoadReport
 from ballast.devstack.operator_process import Operator
+from tests import claims
 from tests.e2e.helpers import (
     GATEWAY_PARENT,
     annotate,
@@ -24,6 +25,7 @@ from tests.e2e.helpers import (
     status,
     wait_available,
     wait_exists,
+    wait_revisions_match_deployments,
     wait_serving,
     wait_status,
 )
@@ -38,10 +40,31 @@ def test_first_deploy_serves_everything_from_its_revision(
     revision = done["stableRevision"]
     assert done["weights"] == {"stable": 100, "canary": 0, "fallback": 0}
     wait_available(cluster, f"bot-{revision}", namespace)
+    (reported,) = wait_revisions_match_deployments(cluster, namespace, "bot")
+    assert (reported["workload"], reported["readyReplicas"]) == (f"bot-{revision}", 2)
     wait_serving(data_plane, f"bot.{namespace}.test", f"bot-{revision}")
     report = send(data_plane, f"bot.{namespace}.test", 200)
     assert served_only_by(report, f"bot-{revision}"), report.summary()
     assert len(report.by_backend) == 2  # both replicas serve
+
+
+def test_a_budget_nothing_acts_on_is_named_by_a_condition_until_it_goes(
+    cluster: Cluster, operator: Operator, namespace: str
+) -> None:
+    manifest = model_deployment("spend", namespace)
+    budgeted = {**manifest, "spec": {**manifest["spec"], "budgets": {"tokensPerMinute": 1000}}}
+    apply(cluster, budgeted)
+
+    def inert(s: dict[str, Any]) -> dict[str, Any] | None:
+        return next((c for c in s.get("conditions", []) if c["type"] == "FieldsNotActedOn"), None)
+
+    named = inert(wait_status(cluster, namespace, "spend", "FieldsNotActedOn", lambda s: inert(s) is not None))
+    assert named is not None
+    assert named["status"] == "True"
+    assert named["message"].startswith("spec.budgets: ")
+    cluster.kubectl("patch", "mdep", "spend", "-n", namespace, "--type=json",
+                    "-p", '[{"op": "remove", "path": "/spec/budgets"}]')  # fmt: skip
+    wait_status(cluster, namespace, "spend", "no FieldsNotActedOn", lambda s: s.get("phase") and inert(s) is None)
 
 
 def test_a_template_change_walks_the_steps_and_the_split_follows(
@@ -74,6 +97,8 @@ def test_a_template_change_walks_the_steps_and_the_split_follows(
     )
     assert done["previousRevision"] == stable
     wait_serving(data_plane, host, f"walk-{canary}")
+    revisions = wait_revisions_match_deployments(cluster, namespace, "walk")
+    assert {r["role"]: r["readyReplicas"] for r in revisions} == {"stable": 2, "previous": 2}
     actions = [h["action"] for h in done["history"]]
     assert actions == ["deploy", "canary", "step", "step", "promote"]
     described = cluster.kubectl("describe", "mdep", "walk", "-n", namespace).stdout
@@ -115,10 +140,8 @@ def test_a_canary_that_never_becomes_ready_is_rolled_back_at_its_deadline(
     rolled = wait_status(
         cluster, namespace, "stuck", "RolledBack", lambda s: s.get("phase") == "RolledBack", timeout=30
     )
-    assert rolled["history"][-1]["reason"] == "ProgressDeadlineExceeded"
     assert rolled["stableRevision"] == first["stableRevision"]
-    started = next(h for h in rolled["history"] if h["action"] == "canary")["at"]
-    assert started < rolled["history"][-1]["at"]
+    claims.rolled_back_at_deadline(rolled["history"], deadline=8, slack=20)  # slack: a loaded machine's tick
 
 
 def test_a_canary_refused_by_pod_security_is_rolled_back_with_the_reason_not_retried(

@@ -176,9 +176,6 @@ class RecordedProvider:
             raise ProviderError(f"no answer for {promql}")
         return parse_result(self.answers[fragment])
 
-    async def online(self) -> bool:
-        return not self.fail
-
 
 def _spec(*objectives: dict[str, Any]) -> ModelDeploymentSpec:
     return ModelDeploymentSpec.model_validate(

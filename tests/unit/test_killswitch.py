@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from ballast.api.killswitch import ClusterKillSwitchSpec, KillSwitchSpec, KillSwitchStatus
 from ballast.api.modeldeployment import ModelDeploymentSpec
+from ballast.api.status import HistoryEntry
 from ballast.api.types import LabelSelector
 from ballast.rollout.observations import FallbackObservation, RevisionObservation
 from ballast.rollout.switch_selection import DeploymentEntry, Switch, engaged_sources, selector_matches
@@ -55,7 +56,8 @@ def test_engaging_routes_everyone_to_the_fallback_and_records_why() -> None:
     assert [e.reason for e in decision.events] == ["KillSwitchEngaged"]
     assert "KillSwitch ns/incident (withdrawn policy)" in decision.events[0].message
     entry = decision.status.history[-1]
-    assert (entry.action, entry.values["fallbackWeight"], entry.values["stableWeight"]) == ("kill", 100.0, 100.0)
+    assert entry.action == "kill"
+    assert (entry.values["stableWeight"], entry.values["canaryWeight"], entry.values["fallbackWeight"]) == (0, 0, 100)
     conditions = {c.type: (c.status, c.reason) for c in decision.status.conditions}
     assert conditions["KillSwitchEngaged"] == ("True", "Engaged")
     # Deciding again changes nothing and records nothing.
@@ -227,6 +229,37 @@ def test_invariants_hold_with_switches_and_fallbacks_coming_and_going(events: li
     run = replay(events, switched_spec())
     ids = [h.id for h in run.status.history]
     assert len(ids) == len(set(ids))
+
+
+WEIGHT_KEYS = ("stableWeight", "canaryWeight", "fallbackWeight")
+
+
+def split_problem(entry: HistoryEntry) -> str | None:
+    """Why an entry's traffic split is not one (some shares recorded, or not summing to 100); None if it is."""
+    shares = [entry.values[key] for key in WEIGHT_KEYS if key in entry.values]
+    if not shares:
+        return None
+    if len(shares) != len(WEIGHT_KEYS):
+        return f"{entry.action}: a partial split {entry.values}"
+    if sum(shares) != 100:
+        return f"{entry.action}: weights sum to {sum(shares)}: {entry.values}"
+    return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(KILL_EVENTS)
+def test_history_weights_always_sum_to_100(events: list[tuple[Any, ...]]) -> None:
+    run = replay(events, switched_spec())
+    entries = [entry for decision in run.decisions for entry in decision.history]
+    assert [problem for entry in entries if (problem := split_problem(entry))] == []
+
+
+def test_the_split_check_fails_on_a_kill_entry_that_adds_the_fallback_to_the_old_split() -> None:
+    """The broken variant this issue found: stable 100 (before) and fallback 100 (after) in one entry."""
+    broken = HistoryEntry(id="1", at="t", action="kill", phase="Stable",
+                          values={"stableWeight": 100.0, "canaryWeight": 0.0, "fallbackWeight": 100.0})  # fmt: skip
+    assert split_problem(broken) == f"kill: weights sum to 200.0: {broken.values}"
+    assert split_problem(broken.model_copy(update={"values": {"fallbackWeight": 100.0}})) is not None
 
 
 # ----------------------------------------------------------------------------------- selectors

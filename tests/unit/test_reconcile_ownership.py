@@ -183,8 +183,8 @@ async def test_an_unchanged_reconcile_writes_nothing_autoscalers_included() -> N
     before = len(h.kube.requests)
     await h.reconcile("bot")
     await h.reconcile("bot")
-    writes = [r for r in h.kube.requests[before:] if r[0] != "GET"]
-    assert writes == []
+    # Each costs one call: the ModelDeployment read; everything else comes from memory.
+    assert h.kube.requests[before:] == [("GET", "modeldeployments/bot")] * 2
     scalers = sorted(b["metadata"]["name"] for b in h.kube.of("horizontalpodautoscalers"))
     assert scalers == [f"bot-{status['stableRevision']}"]
 
@@ -221,10 +221,11 @@ async def test_a_route_ref_takes_a_rule_only_of_a_route_that_opts_in() -> None:
     assert (accepted["status"], accepted["reason"]) == ("True", "Accepted")
     assert [r["name"] for r in written["spec"]["rules"][1]["backendRefs"]] == [f"bot-{status['stableRevision']}"]
     assert written["spec"]["rules"][0] == route["spec"]["rules"][0]
-    before = [w for w in h.kube.writes() if w[1] == "httproutes/shared"]
+    before = len(h.kube.requests)
     await h.reconcile("bot")
     await h.reconcile("bot")
-    assert [w for w in h.kube.writes() if w[1] == "httproutes/shared"] == before
+    # Unchanged, each reconcile costs two reads: the ModelDeployment and the route it writes a rule of.
+    assert h.kube.requests[before:] == [("GET", "modeldeployments/bot"), ("GET", "httproutes/shared")] * 2
     # A second deployment claiming the same rule is refused, and the rule keeps pointing at the first.
     h.kube.put("modeldeployments", model_deployment("other", traffic=traffic))
     status = await h.reconcile("other")

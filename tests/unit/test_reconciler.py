@@ -127,9 +127,6 @@ class TooFewRequests:
         self.queries += 1
         return []
 
-    async def online(self) -> bool:
-        return True
-
     async def close(self) -> None:
         return None
 

@@ -265,6 +265,18 @@ def test_the_service_router_splits_replicas_by_weight() -> None:
     assert replicas_for_share(4, 10) == 1
 
 
+def test_revisions_report_their_deployment_and_its_ready_replicas_as_observed() -> None:
+    run = Run()
+    run.observed = {"aaa": RevisionObservation(workload="bot-aaa", available=True, ready_replicas=2)}
+    reported = run.step("aaa").status.revisions[0]
+    assert (reported.workload, reported.replicas, reported.ready_replicas) == ("bot-aaa", 2, 2)
+    run.observed = {"aaa": RevisionObservation(workload="bot-aaa", available=True, ready_replicas=1)}
+    assert run.step("aaa", 1).status.revisions[0].ready_replicas == 1  # a pod went away: said at once
+    run.observed = {}  # the Deployment is gone
+    reported = run.step("aaa", 1).status.revisions[0]
+    assert (reported.workload, reported.ready_replicas) == ("", 0)
+
+
 def test_conditions_follow_the_phase() -> None:
     run = Run()
     run.observed = {"aaa": READY}

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ballast.api.crd import object_schema
+from ballast.api.inert import reference_mark
 from ballast.api.presets import ALL_RUNTIMES, PRESETS_BY_RUNTIME
 from ballast.api.resources import RESOURCES, Resource
 from ballast.api.schema import Schema
@@ -49,10 +50,10 @@ def _constraints(schema: Schema) -> str:
     return "; ".join(parts)
 
 
-def _rows(schema: Schema, path: str, required: bool) -> Iterator[str]:
+def _rows(schema: Schema, path: str, required: bool, mark: Callable[[str], str] = lambda _: "") -> Iterator[str]:
     if path:
         default = f"`{json.dumps(schema['default'])}`" if "default" in schema else ""
-        description = " ".join(str(schema.get("description", "")).split())
+        description = " ".join([mark(path), *str(schema.get("description", "")).split()]).strip()
         constraints = _constraints(schema)
         if constraints:
             description = f"{description} <br>*{constraints}*" if description else f"*{constraints}*"
@@ -63,7 +64,7 @@ def _rows(schema: Schema, path: str, required: bool) -> Iterator[str]:
     needed = set(target.get("required", ()))
     suffix = "[]" if schema.get("type") == "array" else ""
     for name, sub in target.get("properties", {}).items():
-        yield from _rows(sub, f"{path}{suffix}.{name}" if path else name, name in needed)
+        yield from _rows(sub, f"{path}{suffix}.{name}" if path else name, name in needed, mark)
 
 
 def _rules(schema: Schema, path: str) -> Iterator[str]:
@@ -87,7 +88,7 @@ def resource_reference(resource: Resource) -> str:
         "",
         "| Field | Type | Default | Description |",
         "|---|---|---|---|",
-        *_rows(spec, "spec", True),
+        *_rows(spec, "spec", True, reference_mark if resource.kind == "ModelDeployment" else lambda _: ""),
         "",
         "Rules checked at admission (and by `ballast validate`):",
         "",

@@ -21,9 +21,11 @@ class RevisionStatus(StatusModel):
 
     name: str = Field(max_length=63, description="The revision id: a hash of the pod template as written.")
     role: RevisionRole = Field(description="stable, canary, previous (kept warm) or retired.")
-    workload: str = Field(default="", max_length=253, description="Name of the Deployment and Service.")
+    workload: str = Field(
+        default="", max_length=253, description="Name of its Deployment and Service; empty while it has none."
+    )
     replicas: int = Field(default=0, description="Desired replicas.")
-    ready_replicas: int = Field(default=0, description="Ready replicas.")
+    ready_replicas: int = Field(default=0, description="Ready replicas, as its Deployment reports them.")
     created_at: str | None = Field(default=None, description="When the revision first appeared (RFC 3339).")
     retire_at: str | None = Field(default=None, description="When a previous revision scales down (RFC 3339).")
 
@@ -135,14 +137,6 @@ class HistoryEntry(StatusModel):
     values: dict[str, float] = Field(default_factory=dict, description="The numbers behind the decision.")
 
 
-class PendingDecision(StatusModel):
-    """A decision written before it is acted on, so a crash neither repeats nor loses it."""
-
-    id: str = Field(description="The decision id.")
-    action: str = Field(description="The action to carry out.")
-    at: str = Field(description="When it was decided (RFC 3339).")
-
-
 class ModelDeploymentStatus(StatusModel):
     """The observed state of a model deployment."""
 
@@ -171,7 +165,6 @@ class ModelDeploymentStatus(StatusModel):
     last_analysis: Analysis | None = Field(default=None, description="The last contract check.")
     budget: BudgetStatus | None = Field(default=None, description="Budget use.")
     kill_switch: KillSwitchStatus = Field(default_factory=KillSwitchStatus, description="Kill-switch state.")
-    pending_decision: PendingDecision | None = Field(default=None, description="A decision not yet acted on.")
     handled_commands: dict[str, str] = Field(
         default_factory=dict,
         description="The last promote/abort annotation value acted on, per command, so each acts once.",

@@ -75,7 +75,7 @@ def _start_stack(args: argparse.Namespace) -> tuple[Cluster, DataPlane] | None:
     return cluster, plane
 
 
-def _record(cluster: Cluster, plane: DataPlane, extra_pids: list[int]) -> None:
+def record(cluster: Cluster, plane: DataPlane, extra_pids: list[int]) -> None:
     # The processes run in their own sessions and outlive this command; `down` stops them.
     pids = [p.popen.pid for p in cluster.processes] + extra_pids
     _state_file().write_text(json.dumps({"pids": pids, "kubeconfig": str(cluster.kubeconfig)}, indent=2))
@@ -88,7 +88,7 @@ def up(args: argparse.Namespace) -> int:
     started = _start_stack(args)
     if started is None:
         return 1
-    _record(*started, [])
+    record(*started, [])
     return 0
 
 
@@ -105,7 +105,7 @@ def demo(args: argparse.Namespace) -> int:
     operator = Operator(cluster, operator_kubeconfig(cluster, rbac), plane.prometheus_url)
     operator.start()
     assert operator.process is not None
-    _record(cluster, plane, [operator.process.pid])
+    record(cluster, plane, [operator.process.pid])
     print(f"# the operator runs as system:serviceaccount:ballast-system:ballast; its log: {operator.log}\n")
     try:
         Scenario(cluster, plane, "demo", print).run()

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import kopf
 from kubernetes.config import ConfigException
 
-from ballast import GROUP, __version__
+from ballast import __version__
 from ballast.kube.client import in_cluster_configuration, service_account_dir
 
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    # Events at INFO and above: every automatic decision is an Event a person can read.
-    settings.posting.level = logging.INFO
-    settings.persistence.finalizer = f"{GROUP}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
     # Calls to the API server never hang the operator; watches reconnect well before proxies cut them.
     settings.networking.request_timeout = 30
     settings.watching.server_timeout = 270

@@ -225,11 +225,6 @@ class KubeApi:
     async def get(self, resource: Resource, namespace: str | None, name: str) -> Object | None:
         return await self._request("GET", resource.path(namespace, name))
 
-    async def list_all(self, resource: Resource, namespace: str | None, selector: str | None = None) -> list[Object]:
-        params = {"labelSelector": selector} if selector else {}
-        found = await self._request("GET", resource.path(namespace), params=params)
-        return list((found or {}).get("items", []))
-
     async def apply(self, resource: Resource, body: Object, current: Object | None) -> Object | None:
         """Server-side apply of `body` (which carries apiVersion, kind and metadata).
 

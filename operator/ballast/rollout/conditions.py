@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ballast.api import inert
+from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.status import ModelDeploymentStatus
 from ballast.api.types import Condition
 from ballast.rollout.observations import Observations
@@ -54,6 +56,16 @@ def set_conditions(
     for wanted in desired:
         wanted.observed_generation = status.observed_generation
     status.conditions = keep_transition_times(status.conditions, desired, now)
+
+
+def not_acted_on(spec: ModelDeploymentSpec) -> list[Condition]:
+    """FieldsNotActedOn, naming every field this spec sets that nothing acts on yet (`api/inert.py`); absent
+    when there is none."""
+    found = inert.inert_fields_set(spec)
+    if not found:
+        return []
+    message = "; ".join(f"{path}: {missing}" for path, missing in found.items())
+    return [condition(inert.CONDITION, True, "NoBehaviourYet", message)]
 
 
 def keep_transition_times(before: list[Condition], after: list[Condition], now: str) -> list[Condition]:

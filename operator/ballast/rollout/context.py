@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
-from ballast.api.status import HISTORY_LIMIT, HistoryEntry, ModelDeploymentStatus, Phase
+from ballast.api.status import HISTORY_LIMIT, HistoryEntry, ModelDeploymentStatus, Phase, Weights
 from ballast.api.timestamps import format_time
 from ballast.rollout.observations import Observations
 
@@ -76,6 +76,15 @@ class Context:
         self.status.history = [*self.status.history, entry][-HISTORY_LIMIT:]
         self.new_history.append(entry)
         self.events.append(Event("Warning" if warning else "Normal", reason, message))
+
+
+def split_values(weights: Weights) -> dict[str, float]:
+    """A history entry's numbers for a traffic split: every share, summing to 100, as it is after the decision."""
+    return {
+        "stableWeight": float(weights.stable),
+        "canaryWeight": float(weights.canary),
+        "fallbackWeight": float(weights.fallback),
+    }
 
 
 def set_phase(ctx: Context, phase: Phase, message: str) -> None:

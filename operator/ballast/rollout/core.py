@@ -15,7 +15,7 @@ from ballast.api.timestamps import format_due, format_time, parse_time
 from ballast.api.types import parse_duration
 from ballast.rollout import killswitch, refusals
 from ballast.rollout.check_scope import SHADOW_STEP, judged_step, measured_now
-from ballast.rollout.conditions import set_conditions
+from ballast.rollout.conditions import not_acted_on, set_conditions
 from ballast.rollout.context import Context, Decision, Event, set_phase
 from ballast.rollout.observations import Observations
 
@@ -62,7 +62,8 @@ def decide(
 def _conclude(ctx: Context) -> Decision:
     s, spec, observations = ctx.status, ctx.spec, ctx.observations
     s.observed_generation = ctx.generation
-    extra = killswitch.conditions(spec, s, observations) + refusals.conditions(observations)
+    _report_workloads(ctx)
+    extra = killswitch.conditions(spec, s, observations) + refusals.conditions(observations) + not_acted_on(spec)
     set_conditions(s, observations, ctx.now_text, extra)
     return Decision(s, tuple(ctx.events), tuple(ctx.new_history))
 
@@ -449,6 +450,14 @@ def _size_revisions(ctx: Context) -> None:
             revision.replicas = replicas_for_share(replicas, share)
         else:
             revision.replicas = replicas
+
+
+def _report_workloads(ctx: Context) -> None:
+    """Each revision's Deployment and its ready replicas, as the API server reports them now."""
+    for revision in ctx.status.revisions:
+        seen = ctx.observations.of(revision.name)
+        revision.workload = seen.workload
+        revision.ready_replicas = seen.ready_replicas
 
 
 def replicas_for_share(total: int, weight: int) -> int:

@@ -23,7 +23,7 @@ from ballast.api.status import KillSwitchSource, ModelDeploymentStatus, ResumeSt
 from ballast.api.timestamps import parse_time
 from ballast.api.types import Condition, parse_duration
 from ballast.rollout.conditions import condition
-from ballast.rollout.context import Context
+from ballast.rollout.context import Context, split_values
 from ballast.rollout.observations import Observations
 
 MIRROR_UNSUPPORTED = "the Gateway cannot mirror requests (no HTTPRouteRequestMirror in its supported features)"
@@ -221,6 +221,7 @@ def settle(ctx: Context) -> None:
     stable = s.stable_revision
     capture = _capture(ctx)
     staying = state.engaged and fallback == state.fallback
+    switched = split_values(Weights(stable=0, canary=0, fallback=100))
     if engaging:
         state.engaged, state.engaged_at = True, ctx.now_text
         wanted = ctx.spec.kill_switch is not None and ctx.spec.kill_switch.capture_traffic
@@ -233,15 +234,14 @@ def settle(ctx: Context) -> None:
         ctx.record(
             "kill", "KillSwitchEngaged", f"Kill switch engaged by {_switch_names(ctx)}: {where}{captured}",
             revision=stable, warning=True, attempt=state.episode,
-            values={"stableWeight": float(s.weights.stable), "canaryWeight": float(s.weights.canary),
-                    "fallbackWeight": 100.0, "usableFallbacks": 0.0 if holding else 1.0},
+            values={**switched, "usableFallbacks": 0.0 if holding else 1.0},
         )  # fmt: skip
     elif rejoined:
         ctx.record(
             "kill", "KillSwitchEngaged",
             f"Kill switch engaged again by {_switch_names(ctx)} before users returned: they stay on "
             f"{fallback or 'no backend'}",
-            revision=stable, warning=True, attempt=state.episode, values={"fallbackWeight": 100.0},
+            revision=stable, warning=True, attempt=state.episode, values=switched,
         )  # fmt: skip
     elif not staying:
         before = state.fallback or "no backend"
@@ -249,18 +249,18 @@ def settle(ctx: Context) -> None:
         ctx.record(
             "kill-fallback", "FallbackChanged",
             f"Fallback {before} can no longer take users ({'; '.join(problems)}); {where}",
-            revision=stable, warning=True, attempt=state.episode, values={"fallbackWeight": 100.0},
+            revision=stable, warning=True, attempt=state.episode, values=switched,
         )  # fmt: skip
     elif holding and not state.holding:
         ctx.record(
             "kill-hold", "KillSwitchHolding", f"Kill switch holds: {hold_text(fallback, problems, True)}",
             revision=stable, warning=True, attempt=state.episode,
-            values={"fallbackWeight": 100.0, "usableFallbacks": 0.0},
+            values={**switched, "usableFallbacks": 0.0},
         )  # fmt: skip
     elif not holding and state.holding:
         ctx.record(
             "kill-recovered", "FallbackUsable", f"Fallback {fallback} can take users again",
-            revision=stable, attempt=state.episode, values={"fallbackWeight": 100.0},
+            revision=stable, attempt=state.episode, values=switched,
         )  # fmt: skip
     state.fallback, state.captured, state.holding = fallback, capture, holding
     state.resume = ResumeState(phase=s.phase, step=s.current_step, weights=s.weights.model_copy())
@@ -281,8 +281,7 @@ def _refuse(ctx: Context, problems: list[str], refused_before: bool) -> None:
         f"Kill switch requested by {_switch_names(ctx)} but no fallback can take users, so traffic is "
         f"unchanged: {text}",
         revision=s.stable_revision, warning=True, attempt=state.episode,
-        values={"stableWeight": float(s.weights.stable), "canaryWeight": float(s.weights.canary),
-                "usableFallbacks": 0.0},
+        values={**split_values(s.weights), "usableFallbacks": 0.0},
     )  # fmt: skip
 
 
@@ -367,7 +366,7 @@ def _release(ctx: Context) -> None:
     ctx.record(
         "release", "KillSwitchReleased", message,
         revision=s.stable_revision, attempt=s.kill_switch.episode, warning=bool(late),
-        values={"stableWeight": float(weights.stable), "canaryWeight": float(weights.canary)},
+        values=split_values(weights),
     )  # fmt: skip
 
 

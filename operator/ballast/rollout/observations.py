@@ -16,6 +16,7 @@ class RevisionObservation:
     """A revision's workload as the API server reports it."""
 
     exists: bool = True
+    workload: str = ""  # the Deployment's name
     available: bool = False
     ready_replicas: int = 0
     restarts: int = 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ballast.api.types import Condition
 from ballast.rollout.conditions import condition
-from ballast.rollout.context import Context
+from ballast.rollout.context import Context, split_values
 from ballast.rollout.observations import Observations
 
 ADOPTION = "Ballast never adopts an object it did not create: rename or remove it"
@@ -48,6 +48,5 @@ def record_new(ctx: Context, before: list[Condition]) -> None:
         ctx.record(
             ACTIONS[wanted.type], wanted.reason, wanted.message,
             revision=ctx.status.stable_revision, step=ctx.status.current_step, warning=True,
-            values={"stableWeight": float(ctx.status.weights.stable), "canaryWeight": float(ctx.status.weights.canary),
-                    "fallbackWeight": float(ctx.status.weights.fallback)},
+            values=split_values(ctx.status.weights),
         )  # fmt: skip

@@ -89,6 +89,7 @@ def observe_revisions(
             continue
         found[revision] = RevisionObservation(
             exists=True,
+            workload=deployment["metadata"]["name"],
             available=available(deployment),
             ready_replicas=int((deployment.get("status") or {}).get("readyReplicas", 0)),
             restarts=restarts.get(revision, 0),

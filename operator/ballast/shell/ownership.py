@@ -85,8 +85,11 @@ def planned(
     revisions = [r.name for r in status.revisions]
     if desired not in revisions:
         revisions.append(desired)
-    kinds = (DEPLOYMENTS, SERVICES, CONTROLLER_REVISIONS) + ((HPAS,) if spec.model.autoscaling else ())
+    kinds = (DEPLOYMENTS, SERVICES, CONTROLLER_REVISIONS)
     found = [(kind, workload_name(name, r)) for r in revisions for kind in kinds]
+    if spec.model.autoscaling:  # only serving revisions are scaled: the others' absent HPAs are not read each time
+        serving = {r.name for r in status.revisions if r.role in ("stable", "canary")} | {desired}
+        found += [(HPAS, workload_name(name, r)) for r in revisions if r in serving]
     reject = next((f.reject for f in spec.fallbacks if f.reject is not None), None)
     if reject is not None:
         found += [(DEPLOYMENTS, responder_name(name)), (SERVICES, responder_name(name))]

@@ -7,8 +7,6 @@ else, with a JSON patch guarded by the route's resourceVersion.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.types import Condition
 from ballast.kube.client import ApiError, KubeApi
@@ -119,10 +117,6 @@ def supported_features(gateway_class: Manifest) -> set[str] | None:
     return {f["name"] if isinstance(f, dict) else str(f) for f in features}
 
 
-def _weights_of(refs: list[Manifest]) -> dict[str, int]:
-    return {ref["name"]: int(ref.get("weight", 1)) for ref in refs}
-
-
 class GatewayApiRouter:
     capabilities = Capabilities(weights=True, header_match=True, mirror=True, fallback_service=True)
 
@@ -138,16 +132,6 @@ class GatewayApiRouter:
         patch = owned_rule_patch(current, ref.rule, backend_refs(spec, backends))
         if patch:
             await api.json_patch(HTTP_ROUTES, md["metadata"]["namespace"], ref.name, patch)
-
-    async def read_weights(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> dict[str, int] | None:
-        ref = spec.traffic.route_ref
-        route = await api.get(HTTP_ROUTES, md["metadata"]["namespace"], ref.name if ref else md["metadata"]["name"])
-        if route is None:
-            return None
-        wanted = ref.rule if ref else "split"
-        rules: list[dict[str, Any]] = route.get("spec", {}).get("rules", [])
-        rule = next((r for r in rules if r.get("name") == wanted), None)
-        return _weights_of(rule.get("backendRefs", [])) if rule else None
 
     async def can_mirror(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> bool:
         """Read from each parent Gateway's class; a class that reports no features is trusted."""

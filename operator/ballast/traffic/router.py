@@ -62,9 +62,6 @@ class Router(Protocol):
     ) -> None:
         """Make the routing objects exist and carry `backends` (idempotent); `current`: the object as observed."""
 
-    async def read_weights(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> dict[str, int] | None:
-        """The weights the routing objects carry now, by Service name; None when they are missing."""
-
     async def finalize(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> None:
         """Remove what this router created for the ModelDeployment (when the router changes)."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.types import Condition
 from ballast.kube.client import KubeApi
-from ballast.kube.resources import DEPLOYMENTS, SERVICES, Resource
+from ballast.kube.resources import SERVICES, Resource
 from ballast.traffic.router import Backends, Capabilities, Manifest
 from ballast.workloads.render import DEPLOYMENT_LABEL, MANAGED_BY, owner_reference
 
@@ -46,14 +46,6 @@ class ServiceRouter:
 
     def owned(self, md: Manifest) -> tuple[Resource, str]:
         return SERVICES, md["metadata"]["name"]
-
-    async def read_weights(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> dict[str, int] | None:
-        """The share of ready replicas per revision workload, in percent."""
-        selector = f"{DEPLOYMENT_LABEL}={md['metadata']['name']}"
-        deployments = await api.list_all(DEPLOYMENTS, md["metadata"]["namespace"], selector)
-        ready = {d["metadata"]["name"]: int(d.get("status", {}).get("readyReplicas", 0)) for d in deployments}
-        total = sum(ready.values())
-        return {name: round(100 * n / total) for name, n in ready.items()} if total else None
 
     async def finalize(self, api: KubeApi, md: Manifest, spec: ModelDeploymentSpec) -> None:
         await api.delete(SERVICES, md["metadata"]["namespace"], md["metadata"]["name"])
