@@ -137,10 +137,13 @@ def usage(now: datetime, **revisions: Counts) -> Usage:
 def test_use_per_revision_against_the_budget_and_the_projected_cost_of_the_split() -> None:
     # A minute of 40 successes each: the stable 0.002 (0.00005 a request); the canary, with answers twice as
     # long, 0.0035 (0.0000875 a request).
-    measured = usage(T0, aaa=Counts(1000, 1000, 40), bbb=Counts(1000, 2000, 40))
-    b = account(spec(BUDGET), canary_status(50), measured, T0).status.budget
+    measured = usage(T0, aaa=Counts(1000, 1000, 40), bbb=Counts(1000, 2000, 40), old=Counts())
+    status = canary_status(50)
+    status.revisions.append(RevisionStatus(name="old", role="retired"))  # scaled to zero, idle all window: no row
+    b = account(spec(BUDGET), status, measured, T0).status.budget
     assert b is not None
     rows = {r.revision: r for r in b.revisions}
+    assert set(rows) == {"aaa", "bbb"}
     assert (rows["aaa"].tokens_per_minute, rows["bbb"].tokens_per_minute) == (2000, 3000)
     assert (rows["aaa"].cost_per_hour, rows["bbb"].cost_per_hour) == ("0.1200", "0.2100")
     assert (rows["aaa"].cost_per_request, rows["bbb"].cost_per_request) == ("0.00005000", "0.00008750")

@@ -133,7 +133,12 @@ def _measured(spec: BudgetsSpec, s: ModelDeploymentStatus, usage: Usage) -> Budg
 
 def _measured_revisions(s: ModelDeploymentStatus, usage: Usage) -> list[RevisionStatus]:
     """Revisions that run or ran in the window: any with replicas, or with counts in the measurement."""
-    return [r for r in s.revisions if r.replicas or r.ready_replicas or r.name in usage.revisions]
+
+    def used(name: str) -> bool:
+        counts = usage.revisions.get(name, Counts())
+        return counts.tokens > 0 or counts.successful_requests > 0
+
+    return [r for r in s.revisions if r.replicas or r.ready_replicas or used(r.name)]
 
 
 def _judge_excess(ctx: Context, spec: BudgetsSpec, before: BudgetStatus, after: BudgetStatus) -> None:
