@@ -141,8 +141,8 @@ def test_every_preset_query_is_valid_promql_and_answers_per_revision(
     cluster: Cluster, data_plane: DataPlane, namespace: str
 ) -> None:
     """Each runtime's simulator flavour, real traffic, real Prometheus: every preset parses and answers."""
-    from ballast.analysis.queries import Scope, preset_query, requests_query
-    from ballast.api.presets import PRESETS_BY_RUNTIME
+    from ballast.analysis.queries import Scope, preset_query, requests_query, successes_query, token_queries
+    from ballast.api.presets import PRESETS_BY_RUNTIME, TOKEN_PRESETS
 
     flavours = {"vllm": "vllm", "tgi": "tgi", "triton": "triton", "openai-compatible": "openai"}
     for flavour in flavours.values():
@@ -163,6 +163,9 @@ def test_every_preset_query_is_valid_promql_and_answers_per_revision(
         wait_until(
             lambda scope=scope, runtime=runtime: answers(requests_query(runtime, scope)), 30, f"{runtime} scraped"
         )
-        for preset in PRESETS_BY_RUNTIME[runtime]:  # type: ignore[index]
-            query = preset_query(runtime, preset, scope)  # type: ignore[arg-type]
-            wait_until(lambda query=query: answers(query), 15, f"{runtime} {preset}: {query}")
+        queried = [p for p in PRESETS_BY_RUNTIME[runtime] if p not in TOKEN_PRESETS]  # type: ignore[index]
+        queries = [preset_query(runtime, preset, scope) for preset in queried]  # type: ignore[arg-type]
+        # The usage behind budgets and cost-per-request: token counters where the runtime has them, and successes.
+        queries += [*(token_queries(runtime, scope) or ()), *filter(None, [successes_query(runtime, scope)])]  # type: ignore[arg-type]
+        for query in queries:
+            wait_until(lambda query=query: answers(query), 15, f"{runtime}: {query}")

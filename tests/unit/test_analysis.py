@@ -15,8 +15,8 @@ from ballast.analysis.judge import judge, overall
 from ballast.analysis.providers.base import ProviderError, Sample
 from ballast.analysis.providers.prometheus import parse_result
 from ballast.analysis.queries import Scope, TemplateError, preset_query, render_template, requests_query
-from ballast.api.modeldeployment import ModelDeploymentSpec, Objective
-from ballast.api.presets import ALL_RUNTIMES, PRESETS_BY_RUNTIME
+from ballast.api.modeldeployment import BudgetsSpec, ModelDeploymentSpec, Objective
+from ballast.api.presets import ALL_RUNTIMES, PRESETS_BY_RUNTIME, TOKEN_PRESETS
 from ballast.api.status import ObjectiveResult
 from ballast.api.types import parse_duration
 from tests.unit.test_durations import ANY_DURATION
@@ -111,7 +111,10 @@ def test_every_window_the_crd_accepts_is_a_promql_duration_or_a_clear_error(wind
 # -------------------------------------------------------------------------------------- presets
 
 
-@pytest.mark.parametrize(("runtime", "preset"), [(r, p) for r in ALL_RUNTIMES for p in PRESETS_BY_RUNTIME[r]], ids=str)
+QUERIED = [(r, p) for r in ALL_RUNTIMES for p in PRESETS_BY_RUNTIME[r] if p not in TOKEN_PRESETS]
+
+
+@pytest.mark.parametrize(("runtime", "preset"), QUERIED, ids=str)
 def test_every_preset_is_one_batched_query_grouped_by_revision(runtime: Any, preset: Any) -> None:
     query = preset_query(runtime, preset, SCOPE)
     assert 'revision=~"canary1|stable1"' in query
@@ -213,6 +216,31 @@ async def test_a_check_batches_one_query_per_objective_and_judges_against_stable
     assert (p95.verdict, p95.value, p95.stable_value, p95.samples) == ("Failed", 0.4125, 0.212, 120.0)
     assert p95.reason == "0.4125 is above max 0.3"
     assert errors.verdict == "Passed"
+
+
+def _answer(canary: float, stable: float) -> list[dict[str, Any]]:
+    return [{"metric": {"revision": "canary1"}, "value": [0, str(canary)]},
+            {"metric": {"revision": "stable1"}, "value": [0, str(stable)]}]  # fmt: skip
+
+
+async def test_cost_per_request_is_priced_from_the_token_counters_and_judged_against_stable() -> None:
+    # Over 2m: both answer 100 requests with 1000 prompt tokens; the canary writes 40% more completion tokens.
+    provider = RecordedProvider({
+        "vllm:prompt_tokens_total": _answer(1000, 1000),
+        "vllm:generation_tokens_total": _answer(7000, 5000),
+        'http_requests_total{namespace="team-a",revision=~"canary1|stable1",status=~"2.."}': _answer(100, 100),
+        "increase(http_requests_total": _answer(100, 100),
+    })  # fmt: skip
+    spec = _spec({"name": "cost", "preset": "cost-per-request", "relativeToStable": 1.2})
+    spec = spec.model_copy(update={"budgets": BudgetsSpec.model_validate({"cost": {
+        "perHour": "10", "per1kPromptTokens": "0.001", "per1kCompletionTokens": "0.002"}})})  # fmt: skip
+    analysis = await run_check(provider, spec, "team-a", "bot", "canary1", "stable1", {}, datetime.now(UTC))
+    (cost,) = analysis.objectives
+    # (1000 x 0.001 + 7000 x 0.002) / 1000 / 100 = 0.00015 per request; the stable's 0.00011.
+    assert (cost.value, cost.stable_value) == (pytest.approx(0.00015), pytest.approx(0.00011))
+    assert cost.verdict == "Failed"
+    assert "above 1.2 x stable 0.00011" in cost.reason
+    assert len(provider.queries) == 4  # requests, and prompt, completion, successes: each batched by revision
 
 
 async def test_an_unreachable_prometheus_is_an_error_never_a_pass() -> None:

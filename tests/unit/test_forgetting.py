@@ -7,6 +7,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
+from ballast.api.status import BudgetStatus, RevisionUsage
 from ballast.handlers.modeldeployment import child_changed, routing_changed
 from ballast.kube.client import KubeApi
 from ballast.kube.resources import CONTROLLER_REVISIONS, DEPLOYMENTS, HPAS, HTTP_ROUTES, SERVICES
@@ -64,6 +65,7 @@ async def test_a_key_holds_no_lock_once_its_runs_are_done() -> None:
 
 def test_every_series_of_a_deleted_deployment_is_dropped() -> None:
     metrics.record_state("apps", "gone", "Stable", 100, 0, 0, False)
+    metrics.record_budget("apps", "gone", BUDGET)
     metrics.decisions.labels("apps", "gone", "deploy").inc()
     metrics.reconcile_errors.labels("apps", "gone").inc()
     metrics.decisions.labels("apps", "kept", "deploy").inc()
@@ -75,3 +77,28 @@ def test_every_series_of_a_deleted_deployment_is_dropped() -> None:
     }
     assert ("apps", "gone") not in names
     assert ("apps", "kept") in names
+
+
+BUDGET = BudgetStatus(
+    measured_at="2026-11-24T12:00:00Z", currency="USD", used_percent=40, projected_cost_per_hour="1.2000",
+    revisions=[RevisionUsage(revision="aaa", role="stable", tokens_per_minute=100, cost_per_hour="0.6000",
+                             cost_per_request="0.00010000"),
+               RevisionUsage(revision="bbb", role="canary", tokens_per_minute=50, cost_per_hour="0.3000")],
+)  # fmt: skip
+
+
+def _tokens(revision: str) -> float | None:
+    labels = {"namespace": "apps", "name": "metered", "revision": revision}
+    return REGISTRY.get_sample_value("ballast_usage_tokens_per_minute", labels)
+
+
+def test_budget_series_of_a_revision_no_longer_measured_are_dropped() -> None:
+    metrics.record_budget("apps", "metered", BUDGET)
+    assert (_tokens("aaa"), _tokens("bbb")) == (100, 50)
+    each = {"namespace": "apps", "name": "metered", "revision": "aaa", "currency": "USD"}
+    assert REGISTRY.get_sample_value("ballast_usage_cost_per_request", each) == 0.0001
+    metrics.record_budget("apps", "metered", BUDGET.model_copy(update={"revisions": BUDGET.revisions[:1]}))
+    assert (_tokens("aaa"), _tokens("bbb")) == (100, None)
+    metrics.record_budget("apps", "metered", None)  # budgets removed from the spec
+    assert REGISTRY.get_sample_value("ballast_budget_used_percent", {"namespace": "apps", "name": "metered"}) is None
+    assert _tokens("aaa") is None

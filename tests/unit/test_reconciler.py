@@ -143,7 +143,8 @@ class World:
         """Until no reconcile or check is left running."""
         for _ in range(100):
             await asyncio.sleep(0)
-            busy = [*self.reconciler.runner.tasks, *self.reconciler.checks.running.values()]
+            busy = [*self.reconciler.runner.tasks, *self.reconciler.checks.running.values(),
+                    *self.reconciler.usage.running.values()]  # fmt: skip
             if not busy:
                 return
             await asyncio.gather(*busy, return_exceptions=True)
@@ -272,3 +273,35 @@ async def test_a_check_that_cannot_even_start_is_an_error_verdict_with_its_event
     assert "no route to the metrics backend" in status.last_analysis.objectives[0].reason
     assert status.inconclusive_since is not None  # counted toward inconclusiveDeadline
     assert [e["reason"] for e in world.api.events] == ["MetricsUnavailable"]
+
+
+class TokenCounters(TooFewRequests):
+    """A Prometheus whose runtime counters say the stable revision used 600 + 1200 tokens in 30 answers."""
+
+    async def query(self, promql: str) -> list[Sample]:
+        self.queries += 1
+        counts = {"vllm:prompt_tokens_total": 600.0, "vllm:generation_tokens_total": 1200.0, 'status=~"2.."': 30.0}
+        value = next((v for fragment, v in counts.items() if fragment in promql), None)
+        return [] if value is None else [Sample({"revision": "aaa"}, value)]
+
+
+async def test_budget_use_is_measured_beside_the_reconcile_and_priced_into_status(build: Build) -> None:
+    spec = held_spec()
+    prices = {"perHour": "1", "per1kPromptTokens": "0.01", "per1kCompletionTokens": "0.02"}
+    spec["budgets"] = {"tokensPerMinute": 300, "window": "5m", "cost": prices}
+    provider = TokenCounters()
+    world = build(spec, provider)
+    world.reconciler.notify(NS, NAME)
+    await world.settle()  # the reconcile starts a measurement; its result asks for another reconcile
+    await world.settle()
+    budget = world.api.status().budget
+    assert budget is not None
+    # 1800 tokens in 5m: 360 a minute, over the 300 budget; (600 x 0.01 + 1200 x 0.02) / 1000 = 0.03 in 5m.
+    assert (budget.tokens_per_minute, budget.cost_per_hour, budget.used_percent) == (360, "0.3600", 120)
+    assert budget.exceeded
+    stable = next(r for r in budget.revisions if r.revision == "aaa")
+    assert (stable.successful_requests, stable.cost_per_request) == (30, "0.00100000")
+    assert world.api.status().history[-1].action == "budget-exceeded"
+    assert provider.queries >= 3  # prompt, completion, successes: each one query for every revision
+    world.reconciler.forget(NS, NAME)
+    assert world.reconciler.usage.usage(KEY) is None

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from ballast.devstack.loadgen import LoadReport
+from ballast.devstack.loadgen import LoadReport, generate
 from ballast.devstack.simulator import SERVED_BY_HEADER, Config, Simulator
 
 
@@ -56,6 +56,29 @@ async def test_vllm_names_and_no_revision_label(make_client: object) -> None:
     ):
         assert name in text
     assert "revision" not in text
+
+
+async def test_token_counts_follow_the_configuration_and_count_what_the_runtime_counts(make_client: object) -> None:
+    client = await make_client(_config(SIM_COMPLETION_TOKENS="40", SIM_PROMPT_TOKENS="7"))  # type: ignore[operator]
+    before = await _metrics(client)
+    # The counters exist at zero before the first request, as vLLM exports them (increase() sees the first one).
+    assert 'vllm:prompt_tokens_total{model_name="m"} 0.0' in before
+    assert 'http_requests_total{handler="/v1/chat/completions",method="POST",status="2xx"} 0.0' in before
+    long = await (await client.post("/v1/chat/completions", json={"messages": []})).json()
+    cut = await (await client.post("/v1/chat/completions", json={"messages": [], "max_tokens": 8})).json()
+    # The answer is as long as the model makes it; a client's max_tokens only cuts it short.
+    assert (long["usage"]["completion_tokens"], cut["usage"]["completion_tokens"]) == (40, 8)
+    text = await _metrics(client)
+    assert 'vllm:prompt_tokens_total{model_name="m"} 14.0' in text
+    assert 'vllm:generation_tokens_total{model_name="m"} 48.0' in text
+
+
+async def test_a_failed_request_still_counts_its_prompt_tokens(make_client: object) -> None:
+    client = await make_client(_config(SIM_ERROR_RATE="1", SIM_PROMPT_TOKENS="5"))  # type: ignore[operator]
+    assert (await client.post("/v1/chat/completions", json={"messages": []})).status == 500
+    text = await _metrics(client)
+    assert 'vllm:prompt_tokens_total{model_name="m"} 5.0' in text  # read before it failed, as vLLM counts it
+    assert 'vllm:generation_tokens_total{model_name="m"} 0.0' in text
 
 
 async def test_tgi_counters_carry_no_total_suffix(make_client: object) -> None:
@@ -113,3 +136,13 @@ def test_load_report_shares_and_percentiles() -> None:
     assert report.share("canary-") == 0.25
     assert report.percentile(50) == pytest.approx(0.25)
     assert "canary-1=1" in report.summary()
+
+
+async def test_the_load_generator_sums_the_tokens_of_the_answers_it_received(make_client: object) -> None:
+    client = await make_client(_config(SIM_COMPLETION_TOKENS="12"))  # type: ignore[operator]
+    report = await generate(str(client.make_url("/v1/chat/completions")), total=5, rate=200, max_seconds=10)
+    assert report.by_status[200] == 5
+    # "Say hello." is two prompt tokens; no max_tokens is sent, so the model's 12 tokens arrive whole.
+    assert report.tokens() == (10, 60)
+    assert report.tokens("pod-a") == (10, 60)
+    assert report.tokens("other") == (0, 0)

@@ -117,7 +117,7 @@ def _http_error_rate(scope: Scope) -> str:
 
 
 def preset_query(runtime: Runtime, preset: Preset, scope: Scope) -> str:
-    """The batched PromQL of a preset: one value per revision."""
+    """The batched PromQL of a preset: one value per revision (cost-per-request is priced from usage instead)."""
     if preset == "error-rate":
         if runtime == "tgi":
             return _ratio_or_zero(_rate("tgi_request_failure", scope), _rate("tgi_request_count", scope))
@@ -138,6 +138,11 @@ def preset_query(runtime: Runtime, preset: Preset, scope: Scope) -> str:
     return _quantile(metric, int(statistic.removeprefix("p")) / 100, scope)
 
 
+def _increase(metric: str, scope: Scope, extra: str = "") -> str:
+    matchers = scope.selector + (f",{extra}" if extra else "")
+    return f"sum by (revision) (increase({metric}{{{matchers}}}[{scope.range}]))"
+
+
 def requests_query(runtime: Runtime, scope: Scope) -> str:
     """Requests per revision in the window: the sample size behind every verdict."""
     if runtime == "tgi":
@@ -146,4 +151,29 @@ def requests_query(runtime: Runtime, scope: Scope) -> str:
         counter = "nv_inference_count"
     else:
         counter = "http_requests_total"
-    return f"sum by (revision) (increase({counter}{{{scope.selector}}}[{scope.range}]))"
+    return _increase(counter, scope)
+
+
+# Prompt and completion token counters of the runtimes that have them (TGI's are histograms: their sums).
+_TOKEN_COUNTERS: dict[Runtime, tuple[str, str]] = {
+    "vllm": ("vllm:prompt_tokens_total", "vllm:generation_tokens_total"),
+    "tgi": ("tgi_request_input_length_sum", "tgi_request_generated_tokens_sum"),
+}
+_SUCCESS_COUNTERS: dict[Runtime, tuple[str, str]] = {
+    "vllm": ("http_requests_total", 'status=~"2.."'),
+    "openai-compatible": ("http_requests_total", 'status=~"2.."'),
+    "tgi": ("tgi_request_success", ""),
+    "triton": ("nv_inference_request_success", ""),
+}
+
+
+def token_queries(runtime: Runtime, scope: Scope) -> tuple[str, str] | None:
+    """(prompt, completion) tokens per revision in the window, batched; None for a runtime without counters."""
+    counters = _TOKEN_COUNTERS.get(runtime)
+    return None if counters is None else (_increase(counters[0], scope), _increase(counters[1], scope))
+
+
+def successes_query(runtime: Runtime, scope: Scope) -> str | None:
+    """Successful requests per revision in the window, batched; None for a runtime without a known counter."""
+    counter = _SUCCESS_COUNTERS.get(runtime)
+    return None if counter is None else _increase(counter[0], scope, counter[1])

@@ -8,7 +8,14 @@ from pydantic import Field, StringConstraints
 
 from ballast.api.base import OpenModel, Rule, SpecModel, checked_by
 from ballast.api.network import HeaderValue, WebhookURL, regular_expression_rule
-from ballast.api.presets import Preset, Runtime, presets_cel_condition, presets_table_text
+from ballast.api.presets import (
+    TOKEN_COUNTING_RUNTIMES,
+    TOKEN_PRESETS,
+    Preset,
+    Runtime,
+    presets_cel_condition,
+    presets_table_text,
+)
 from ballast.api.promql import QueryTemplate
 from ballast.api.types import (
     DURATION,
@@ -350,15 +357,46 @@ class ContractSpec(SpecModel):
 
 
 class CostBudget(SpecModel):
-    """Spend per hour, priced from the token counters."""
+    """Spend per hour: token prices (an API's or a chargeback's), a price per replica-hour (self-hosted), or both."""
+
+    __cel_rules__ = (
+        Rule(
+            "has(self.per1kPromptTokens) == has(self.per1kCompletionTokens)",
+            "budgets.cost: per1kPromptTokens and per1kCompletionTokens go together (set both, or neither)",
+        ),
+        Rule(
+            "has(self.per1kPromptTokens) || has(self.perReplicaHour)",
+            "budgets.cost needs a price: per1kPromptTokens with per1kCompletionTokens, perReplicaHour, or both",
+        ),
+    )
 
     per_hour: Money = Field(description='The budget per hour, a decimal string such as "12.50".')
     currency: Annotated[str, StringConstraints(max_length=3, pattern=r"^[A-Z]{3}$")] = Field(
-        default="USD", description="ISO 4217 currency code."
+        default="USD", description="ISO 4217 currency code; every price and figure of this budget is in it."
     )
-    per_1k_prompt_tokens: Money = Field(alias="per1kPromptTokens", description="Price of 1000 prompt tokens.")
-    per_1k_completion_tokens: Money = Field(
-        alias="per1kCompletionTokens", description="Price of 1000 completion tokens."
+    per_1k_prompt_tokens: Money | None = Field(
+        alias="per1kPromptTokens", default=None, description="Price of 1000 prompt tokens."
+    )
+    per_1k_completion_tokens: Money | None = Field(
+        alias="per1kCompletionTokens", default=None, description="Price of 1000 completion tokens."
+    )
+    per_replica_hour: Money | None = Field(
+        default=None, description="Price of one ready replica for an hour (self-hosted serving)."
+    )
+
+
+class TokenQueries(SpecModel):
+    """Token counts for a runtime whose metrics have none: PromQL templates, each one value for one revision."""
+
+    prompt: QueryTemplate = Field(
+        description="Prompt tokens of {{revision}} in {{window}}, for example "
+        'sum(increase(app_prompt_tokens_total{revision="{{revision}}"}[{{window}}])).'
+    )
+    completion: QueryTemplate = Field(description="Completion tokens of {{revision}} in {{window}}.")
+    successful_requests: QueryTemplate | None = Field(
+        default=None,
+        description="Successful requests of {{revision}} in {{window}} (default: the runtime's own counter; "
+        "needed for cost-per-request with runtime custom).",
     )
 
 
@@ -397,6 +435,14 @@ class BudgetsSpec(SpecModel):
     )
     cost: CostBudget | None = Field(default=None, description="Spend per hour.")
     window: MeasureWindow = Field(default="5m", description="The window use is measured over (10s to 24h).")
+    token_queries: TokenQueries | None = Field(
+        default=None, description="Token counts from your own metrics (needed on runtimes without token counters)."
+    )
+    count_captured: bool = Field(
+        default=False,
+        description="Whether mirrored requests (shadow phase, kill switch with captureTraffic) count against the "
+        "budget; by default they are reported apart, as captured use, and do not.",
+    )
     when_exceeded: WhenExceeded = Field(default_factory=WhenExceeded, description="The action on excess.")
 
 
@@ -453,7 +499,9 @@ class RolloutSpec(SpecModel):
         ),
     )
 
-    interval: CheckInterval = Field(default="30s", description="How often a step is judged (1s to 1h).")
+    interval: CheckInterval = Field(
+        default="30s", description="How often a step is judged, and budget use measured (1s to 1h)."
+    )
     failure_limit: int = Field(default=2, ge=0, le=100, description="Failed checks tolerated before rollback.")
     progress_deadline: Deadline = Field(
         default="15m", description="A canary not Available within this time is rolled back (1s to 168h)."
@@ -577,15 +625,45 @@ class KillSwitchPolicy(SpecModel):
 # ------------------------------------------------------------------------------------ the spec
 
 
+def _cel_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
 class ModelDeploymentSpec(SpecModel):
     """The desired state of a model deployment."""
 
     __cel_rules__ = (
         Rule(
             "!has(self.contract) || !has(self.contract.objectives) || self.contract.objectives.all(o, "
-            "!has(o.preset) || " + presets_cel_condition("self.model.runtime", "o.preset") + ")",
+            "!has(o.preset) || "
+            + presets_cel_condition("self.model.runtime", "o.preset")
+            + f" || (o.preset in {_cel_list(TOKEN_PRESETS)} && has(self.budgets) && has(self.budgets.tokenQueries)))",
             "an objective uses a preset that spec.model.runtime cannot supply; presets per runtime: "
             + presets_table_text(),
+            field_path=".contract.objectives",
+        ),
+        Rule(
+            "!has(self.budgets) || self.model.runtime in "
+            + _cel_list(TOKEN_COUNTING_RUNTIMES)
+            + " || has(self.budgets.tokenQueries)",
+            "spec.budgets on a runtime whose metrics count no tokens needs budgets.tokenQueries (prompt and "
+            f"completion PromQL templates); runtimes with token counters: {', '.join(TOKEN_COUNTING_RUNTIMES)}",
+            field_path=".budgets",
+        ),
+        Rule(
+            "!has(self.contract) || !has(self.contract.objectives) || !self.contract.objectives.exists(o, "
+            f"has(o.preset) && o.preset in {_cel_list(TOKEN_PRESETS)}) || "
+            "(has(self.budgets) && has(self.budgets.cost))",
+            "a cost-per-request objective is priced by spec.budgets.cost: set it (perHour and the prices)",
+            field_path=".contract.objectives",
+        ),
+        Rule(
+            "self.model.runtime != 'custom' || !has(self.contract) || !has(self.contract.objectives) || "
+            f"!self.contract.objectives.exists(o, has(o.preset) && o.preset in {_cel_list(TOKEN_PRESETS)}) || "
+            "(has(self.budgets) && has(self.budgets.tokenQueries) && "
+            "has(self.budgets.tokenQueries.successfulRequests))",
+            "a cost-per-request objective with runtime custom needs budgets.tokenQueries.successfulRequests "
+            "(a custom runtime has no known request counter)",
             field_path=".contract.objectives",
         ),
         Rule(

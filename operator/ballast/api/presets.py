@@ -20,17 +20,22 @@ Preset = Literal[
     "inter-token-latency-p95",
     "inter-token-latency-p99",
     "error-rate",
+    "cost-per-request",
 ]
 
 _LATENCY_PERCENTILES: tuple[Preset, ...] = ("e2e-latency-p50", "e2e-latency-p95", "e2e-latency-p99")
 _TTFT: tuple[Preset, ...] = ("ttft-p50", "ttft-p95", "ttft-p99")
 _INTER_TOKEN: tuple[Preset, ...] = ("inter-token-latency-p95", "inter-token-latency-p99")
+# Runtimes whose own metrics count prompt and completion tokens; others need budgets.tokenQueries.
+TOKEN_COUNTING_RUNTIMES: tuple[Runtime, ...] = ("vllm", "tgi")
+# Presets priced from token counters: any runtime can have them once the spec gives token queries.
+TOKEN_PRESETS: tuple[Preset, ...] = ("cost-per-request",)
 
 PRESETS_BY_RUNTIME: dict[Runtime, tuple[Preset, ...]] = {
     # vLLM exports histograms for end-to-end latency, time to first token and inter-token latency.
-    "vllm": (*_LATENCY_PERCENTILES, "e2e-latency-mean", *_TTFT, *_INTER_TOKEN, "error-rate"),
+    "vllm": (*_LATENCY_PERCENTILES, "e2e-latency-mean", *_TTFT, *_INTER_TOKEN, "error-rate", *TOKEN_PRESETS),
     # TGI has no time-to-first-token histogram.
-    "tgi": (*_LATENCY_PERCENTILES, "e2e-latency-mean", *_INTER_TOKEN, "error-rate"),
+    "tgi": (*_LATENCY_PERCENTILES, "e2e-latency-mean", *_INTER_TOKEN, "error-rate", *TOKEN_PRESETS),
     # Triton's default metrics are cumulative microsecond counters: means only.
     "triton": ("e2e-latency-mean", "error-rate"),
     "openai-compatible": (*_LATENCY_PERCENTILES, "e2e-latency-mean", "error-rate"),
@@ -53,6 +58,9 @@ def presets_cel_condition(runtime_expr: str, preset_expr: str) -> str:
 
 def presets_table_text() -> str:
     """The capability table, one runtime a line, for messages and docs."""
-    return "; ".join(
-        f"{runtime}: {', '.join(PRESETS_BY_RUNTIME[runtime]) or 'none (use query)'}" for runtime in ALL_RUNTIMES
+    return (
+        "; ".join(
+            f"{runtime}: {', '.join(PRESETS_BY_RUNTIME[runtime]) or 'none (use query)'}" for runtime in ALL_RUNTIMES
+        )
+        + f" ({', '.join(TOKEN_PRESETS)} on any runtime with budgets.tokenQueries)"
     )

@@ -111,7 +111,8 @@ def presets_reference() -> str:
     lines = [
         "### Objective presets by runtime",
         "",
-        "A preset the runtime cannot supply is refused at admission; `custom` runtimes use `query`.",
+        "A preset the runtime cannot supply is refused at admission; `custom` runtimes use `query`. "
+        "`cost-per-request` works on any runtime once `budgets.tokenQueries` gives its token counts.",
         "",
         "| Runtime | Presets |",
         "|---|---|",

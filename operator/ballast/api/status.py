@@ -66,14 +66,55 @@ class Analysis(StatusModel):
     step_started_at: str | None = Field(default=None, description="When that step started (RFC 3339).")
 
 
-class BudgetStatus(StatusModel):
-    """Budget use over the budget window."""
+class RevisionUsage(StatusModel):
+    """One revision's use over the budget window, as its runtime counted it."""
 
-    tokens_per_minute: float | None = Field(default=None, description="Measured tokens per minute.")
-    cost_per_hour: str | None = Field(default=None, description="Measured spend per hour (decimal string).")
-    exceeded: bool = Field(default=False, description="Whether a budget is exceeded now.")
+    revision: str = Field(max_length=63, description="The revision.")
+    role: RevisionRole = Field(description="Its role when measured.")
+    captured: bool = Field(
+        default=False, description="It answered only mirrored requests (shadow phase, kill switch with capture)."
+    )
+    prompt_tokens: float = Field(default=0, description="Prompt tokens in the window.")
+    completion_tokens: float = Field(default=0, description="Completion tokens in the window.")
+    successful_requests: float = Field(default=0, description="Successful requests in the window.")
+    tokens_per_minute: float = Field(default=0, description="Prompt plus completion tokens per minute.")
+    cost_per_hour: str | None = Field(default=None, description="Spend per hour (decimal string, budget currency).")
+    cost_per_request: str | None = Field(
+        default=None, description="Spend per successful request (none without a success in the window)."
+    )
+
+
+class BudgetStatus(StatusModel):
+    """Budget use over the budget window, measured from the serving runtime's own counters."""
+
+    measured_at: str | None = Field(default=None, description="When use was last measured (RFC 3339).")
+    window: str = Field(default="", description="The window measured.")
+    message: str = Field(default="", description="Why use could not be measured, if it could not.")
+    currency: str | None = Field(default=None, description="The currency of every cost figure.")
+    pricing: str | None = Field(
+        default=None, description="Which prices apply: per-token, per-replica-hour, or per-token+per-replica-hour."
+    )
+    tokens_per_minute: float | None = Field(
+        default=None, description="Measured tokens per minute counted against the budget."
+    )
+    tokens_per_minute_budget: int | None = Field(default=None, description="The budget's tokens per minute.")
+    cost_per_hour: str | None = Field(
+        default=None, description="Measured spend per hour counted against the budget (decimal string)."
+    )
+    cost_per_hour_budget: str | None = Field(default=None, description="The budget's spend per hour.")
+    counts_captured: bool = Field(default=False, description="Whether captured (mirrored) use counts.")
+    captured_tokens_per_minute: float = Field(default=0, description="Tokens per minute of mirrored requests.")
+    captured_cost_per_hour: str | None = Field(default=None, description="Spend per hour of mirrored requests.")
+    projected_cost_per_hour: str | None = Field(
+        default=None,
+        description="Spend per hour if the current split served the current request rate: each revision's cost "
+        "per request times its share (a fallback's share is not priced).",
+    )
+    used_percent: float | None = Field(default=None, description="Use as a percent of the tightest budget.")
+    exceeded: bool = Field(default=False, description="Whether a budget is exceeded now (with hysteresis).")
     action: str | None = Field(default=None, description="The action in force because of the budget.")
-    since: str | None = Field(default=None, description="When the action started (RFC 3339).")
+    since: str | None = Field(default=None, description="When the budget was last found exceeded (RFC 3339).")
+    revisions: list[RevisionUsage] = Field(default_factory=list, description="Use per revision.")
 
 
 class KillSwitchSource(StatusModel):

@@ -27,12 +27,23 @@ class LoadReport:
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
     first_error_at: float | None = None  # time.monotonic() of the first 5xx answered by a model server
+    # Tokens the answers' `usage` fields report, per backend: what a client is billed for.
+    prompt_tokens: Counter[str] = field(default_factory=Counter)
+    completion_tokens: Counter[str] = field(default_factory=Counter)
 
     def share(self, backend_prefix: str) -> float:
         """Fraction of answered requests served by backends whose name starts with `backend_prefix`."""
         answered = sum(self.by_backend.values())
         hits = sum(n for name, n in self.by_backend.items() if name.startswith(backend_prefix))
         return hits / answered if answered else 0.0
+
+    def tokens(self, backend_prefix: str = "") -> tuple[int, int]:
+        """(prompt, completion) tokens of the answers from backends whose name starts with `backend_prefix`."""
+
+        def total(counts: Counter[str]) -> int:
+            return sum(n for name, n in counts.items() if name.startswith(backend_prefix))
+
+        return total(self.prompt_tokens), total(self.completion_tokens)
 
     def percentile(self, q: float) -> float:
         if len(self.latencies) < 2:
@@ -64,7 +75,8 @@ async def generate(
 ) -> LoadReport:
     """Send up to `total` POSTs at `rate` per second, never more than `concurrency` at once or `max_seconds` long."""
     report = report if report is not None else LoadReport()
-    payload = body or {"model": "model", "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
+    # No max_tokens: the answer is as long as the model makes it, as for a client that sets no cap.
+    payload = body or {"model": "model", "messages": [{"role": "user", "content": "Say hello."}]}
     request_headers = {**(headers or {}), **({"Host": host} if host else {})}
     gate = asyncio.Semaphore(concurrency)
     started = time.monotonic()
@@ -87,7 +99,10 @@ async def generate(
             served = SERVED_BY_HEADER in response.headers
             if response.status_code >= 500 and served and report.first_error_at is None:
                 report.first_error_at = time.monotonic()
-            report.by_backend[response.headers.get(SERVED_BY_HEADER, "-")] += 1
+            backend = response.headers.get(SERVED_BY_HEADER, "-")
+            report.by_backend[backend] += 1
+            if response.status_code == 200:
+                _count_usage(report, backend, response)
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=httpx.Timeout(max_seconds), limits=limits) as http:
@@ -103,6 +118,15 @@ async def generate(
         await asyncio.gather(*tasks)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _count_usage(report: LoadReport, backend: str, response: httpx.Response) -> None:
+    try:
+        usage = response.json().get("usage") or {}
+    except ValueError:  # a streamed or non-JSON answer carries no usage
+        return
+    report.prompt_tokens[backend] += int(usage.get("prompt_tokens") or 0)
+    report.completion_tokens[backend] += int(usage.get("completion_tokens") or 0)
 
 
 def run(url: str, **options: Any) -> LoadReport:

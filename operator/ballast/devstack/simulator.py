@@ -186,31 +186,49 @@ class Metrics:
             ):
                 self.plain.declare(name)
 
+    def declare_series(self) -> None:
+        """Series that exist from the start at zero, as the runtimes export them: Prometheus' increase() then
+        counts the first requests too (a series born at its first request loses them)."""
+        for handler in ("/v1/chat/completions", "/v1/completions"):
+            self.http_requests.labels(handler, "POST", "2xx")
+        if self.runtime == "vllm":
+            self.prompt.labels(self.model)
+            self.generation.labels(self.model)
+            self.success.labels(self.model, "stop")
+        elif self.runtime == "tgi":
+            for name in ("tgi_request_count", "tgi_request_success"):
+                self.plain.inc(name, amount=0.0)
+        elif self.runtime == "triton":
+            for name in ("nv_inference_count", "nv_inference_request_success", "nv_inference_request_duration_us"):
+                self.plain.inc(name, {"model": self.model, "version": "1"}, 0.0)
+
     def observe(
         self, handler: str, status: int, seconds: float, first_token: float, prompt: int, completion: int
     ) -> None:
+        """One finished request. Tokens are counted as the runtime counts them: the prompt once it was read
+        (a request that fails after prefill still used it), completion tokens as they were generated."""
         ok = status < 400
         self.http_requests.labels(handler, "POST", f"{status // 100}xx").inc()
         self.http_duration.labels(handler, "POST").observe(seconds)
         if self.runtime == "vllm":
+            labels = (self.model,)
+            self.prompt.labels(*labels).inc(prompt)
+            self.generation.labels(*labels).inc(completion)
             if ok:
-                labels = (self.model,)
                 self.e2e.labels(*labels).observe(seconds)
                 self.ttft.labels(*labels).observe(first_token)
                 per_token = (seconds - first_token) / max(completion - 1, 1)
                 for _ in range(max(completion - 1, 0)):
                     self.itl.labels(*labels).observe(per_token)
-                self.prompt.labels(*labels).inc(prompt)
-                self.generation.labels(*labels).inc(completion)
                 self.success.labels(self.model, "stop").inc()
         elif self.runtime == "tgi":
             self.plain.inc("tgi_request_count")
+            self.tgi_input.observe(prompt)
             if ok:
                 self.plain.inc("tgi_request_success")
                 self.tgi_duration.observe(seconds)
                 self.tgi_per_token.observe((seconds - first_token) / max(completion, 1))
                 self.tgi_generated.observe(completion)
-                self.tgi_input.observe(prompt)
             else:
                 self.plain.inc("tgi_request_failure", {"err": "generation"})
         elif self.runtime == "triton":
@@ -235,6 +253,7 @@ class Simulator:
     def __init__(self, config: Config, rng: random.Random | None = None) -> None:
         self.config = config
         self.metrics = Metrics(config.runtime, config.model)
+        self.metrics.declare_series()
         self.started = time.monotonic()
         self.rng = rng or random.Random()
 
@@ -274,8 +293,10 @@ class Simulator:
             return web.json_response({"error": {"message": "body must be JSON"}}, status=400, headers=self._headers())
         behaviour = self.config.behaviour_at(started - self.started)
         prompt = _prompt_tokens(body, behaviour)
-        completion = int(body.get("max_tokens") or behaviour.completion_tokens)
-        completion = min(completion, behaviour.completion_tokens) if body.get("max_tokens") else completion
+        # The answer's length is the model's (SIM_COMPLETION_TOKENS); a client's max_tokens only cuts it short.
+        completion = behaviour.completion_tokens
+        if body.get("max_tokens"):
+            completion = min(completion, int(body["max_tokens"]))
         first = self._jittered(behaviour.first_token, behaviour.jitter)
         total = max(first, self._jittered(behaviour.latency, behaviour.jitter))
         failed = self.rng.random() < behaviour.error_rate

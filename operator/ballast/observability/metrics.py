@@ -8,7 +8,7 @@ import threading
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from ballast.api.status import Phase
+from ballast.api.status import BudgetStatus, Phase
 
 PHASES: tuple[Phase, ...] = ("Pending", "Progressing", "Paused", "Promoting", "Stable", "RolledBack", "Failed")
 
@@ -38,6 +38,57 @@ executor_oldest_job = Gauge(
     "ballast_executor_oldest_job_seconds", "How long the longest-running call on an executor thread has run."
 )
 
+usage_tokens = Gauge(
+    "ballast_usage_tokens_per_minute", "Prompt plus completion tokens per minute per revision, over the budget window.",
+    ["namespace", "name", "revision"],
+)  # fmt: skip
+usage_cost = Gauge(
+    "ballast_usage_cost_per_hour", "Spend per hour per revision, in the budget's currency.",
+    ["namespace", "name", "revision", "currency"],
+)  # fmt: skip
+usage_cost_per_request = Gauge(
+    "ballast_usage_cost_per_request", "Spend per successful request per revision, in the budget's currency.",
+    ["namespace", "name", "revision", "currency"],
+)  # fmt: skip
+budget_used = Gauge(
+    "ballast_budget_used_percent", "Use counted against the budget, as a percent of the tightest budget.",
+    ["namespace", "name"],
+)  # fmt: skip
+budget_exceeded = Gauge("ballast_budget_exceeded", "1 while a budget is exceeded.", ["namespace", "name"])
+budget_projected = Gauge(
+    "ballast_budget_projected_cost_per_hour", "Spend per hour of the current split at the current request rate.",
+    ["namespace", "name", "currency"],
+)  # fmt: skip
+
+
+# The budget series last set per deployment, so a revision no longer measured loses its series.
+_budget_series: dict[tuple[str, str], set[tuple[Gauge, tuple[str, ...]]]] = {}
+
+
+def record_budget(namespace: str, name: str, budget: BudgetStatus | None) -> None:
+    """The budget figures of status as gauges; series of revisions no longer measured go."""
+    wanted: dict[tuple[Gauge, tuple[str, ...]], float] = {}
+    if budget is not None and budget.measured_at is not None:
+        currency = budget.currency or ""
+        for row in budget.revisions:
+            wanted[(usage_tokens, (row.revision,))] = row.tokens_per_minute
+            if row.cost_per_hour is not None:
+                wanted[(usage_cost, (row.revision, currency))] = float(row.cost_per_hour)
+            if row.cost_per_request is not None:
+                wanted[(usage_cost_per_request, (row.revision, currency))] = float(row.cost_per_request)
+        if budget.used_percent is not None:
+            wanted[(budget_used, ())] = budget.used_percent
+        wanted[(budget_exceeded, ())] = 1 if budget.exceeded else 0
+        if budget.projected_cost_per_hour is not None:
+            wanted[(budget_projected, (currency,))] = float(budget.projected_cost_per_hour)
+    for (gauge, labels), value in wanted.items():
+        gauge.labels(namespace, name, *labels).set(value)
+    for gauge, labels in _budget_series.pop((namespace, name), set()) - set(wanted):
+        with contextlib.suppress(KeyError):
+            gauge.remove(namespace, name, *labels)
+    if wanted:
+        _budget_series[(namespace, name)] = set(wanted)
+
 
 def record_state(
     namespace: str, name: str, current: Phase, stable: int, canary: int, fallback: int, killed: bool
@@ -56,11 +107,18 @@ PER_DEPLOYMENT: tuple[tuple[MetricWrapperBase, tuple[str, ...]], ...] = (
     (weight, ("backend",)),
     (decisions, ("action",)),
     (reconcile_errors, ()),
+    (usage_tokens, ("revision",)),
+    (usage_cost, ("revision", "currency")),
+    (usage_cost_per_request, ("revision", "currency")),
+    (budget_used, ()),
+    (budget_exceeded, ()),
+    (budget_projected, ("currency",)),
 )
 
 
 def forget(namespace: str, name: str) -> None:
     """Drop every series of a deleted ModelDeployment (gauges, and counters such as its decisions and errors)."""
+    _budget_series.pop((namespace, name), None)
     for metric, rest in PER_DEPLOYMENT:
         found = {
             tuple(sample.labels[label] for label in rest)

@@ -13,7 +13,7 @@ from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.status import Analysis, ModelDeploymentStatus, Phase, RevisionStatus, Weights
 from ballast.api.timestamps import format_due, format_time, parse_time
 from ballast.api.types import parse_duration
-from ballast.rollout import killswitch, refusals
+from ballast.rollout import budgets, killswitch, refusals
 from ballast.rollout.check_scope import SHADOW_STEP, judged_step, measured_now
 from ballast.rollout.conditions import not_acted_on, set_conditions
 from ballast.rollout.context import Context, Decision, Event, set_phase
@@ -55,6 +55,7 @@ def decide(
     _collect_garbage(ctx)
     _size_revisions(ctx)
     killswitch.settle(ctx)
+    budgets.account(ctx)
     s.next_check_at = _next_due(ctx)
     return _conclude(ctx)
 
@@ -63,7 +64,12 @@ def _conclude(ctx: Context) -> Decision:
     s, spec, observations = ctx.status, ctx.spec, ctx.observations
     s.observed_generation = ctx.generation
     _report_workloads(ctx)
-    extra = killswitch.conditions(spec, s, observations) + refusals.conditions(observations) + not_acted_on(spec)
+    extra = (
+        killswitch.conditions(spec, s, observations)
+        + refusals.conditions(observations)
+        + budgets.conditions(spec.budgets, s)
+        + not_acted_on(spec)
+    )
     set_conditions(s, observations, ctx.now_text, extra)
     return Decision(s, tuple(ctx.events), tuple(ctx.new_history))
 

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ballast.api.status import Analysis, KillSwitchSource
+from ballast.rollout.cost import Usage
 
 # A revision whose pods restarted this often is crash-looping: hard evidence, roll back.
 CRASH_LOOP_RESTARTS = 3
@@ -75,6 +76,8 @@ class Observations:
     conflicts: tuple[str, ...] = ()
     # Why Ballast may not write the route now (None when it may): traffic stays exactly as it is.
     route_refused: Refusal | None = None
+    # The last measurement of budget use (the shell measures once per rollout.interval), or None.
+    usage: Usage | None = None
 
     def of(self, revision: str | None) -> RevisionObservation:
         return self.revisions.get(revision or "", RevisionObservation(exists=False))

@@ -121,8 +121,9 @@ class ContractChecks:
                 verdict = _error_verdict(spec, canary, now, NO_PROVIDER)
             else:
                 services = {r: render.workload_name(key[1], r) for r in (canary, status.stable_revision) if r}
+                replicas = {r.name: r.ready_replicas for r in status.revisions}
                 verdict = await run_check(
-                    self.provider, spec, key[0], key[1], canary, status.stable_revision, services, now
+                    self.provider, spec, key[0], key[1], canary, status.stable_revision, services, now, replicas
                 )
         except Exception as error:  # whatever stops a check is an Error verdict: it holds, and counts to the deadline
             log.exception("contract check of %s/%s could not run", *key)

@@ -22,6 +22,7 @@ from ballast.api.modeldeployment import Fallback, ModelDeploymentSpec
 from ballast.api.status import Analysis, ModelDeploymentStatus
 from ballast.kube.client import KubeApi
 from ballast.kube.resources import DEPLOYMENTS, HTTP_ROUTES, SERVICES, Resource
+from ballast.rollout.cost import Usage
 from ballast.rollout.observations import (
     Commands,
     FallbackObservation,
@@ -211,6 +212,7 @@ async def observe(
     desired: str,
     children: ChildSet,
     analysis: Analysis | None,
+    usage: Usage | None = None,
 ) -> Observed:
     """Everything the decision core is told about one ModelDeployment."""
     metadata = md["metadata"]
@@ -239,6 +241,7 @@ async def observe(
         revisions=observe_revisions(children.deployments, children.pods, usable),
         commands=commands_of(md),
         analysis=analysis,
+        usage=usage,
         switches=switches,
         fallbacks=observe_fallbacks(view, references, md, spec, children.deployments, claims),
         mirror_supported=mirror_supported,

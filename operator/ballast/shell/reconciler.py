@@ -39,6 +39,7 @@ from ballast.shell.contract_checks import ContractChecks
 from ballast.shell.observe import Observed, fallback_service, observe
 from ballast.shell.per_key_runner import PerKeyRunner
 from ballast.shell.references import ReferenceView
+from ballast.shell.usage_meter import UsageMeter
 from ballast.traffic.acceptance import not_written, parents_digest
 from ballast.traffic.backends import backends_for
 from ballast.traffic.routers import router_for
@@ -75,6 +76,7 @@ class Reconciler:
         self.responder_image = responder_image
         self.runner: PerKeyRunner[Key] = PerKeyRunner(self._reconcile_timed, self._failed)
         self.checks = ContractChecks(provider, self.notify)
+        self.usage = UsageMeter(provider, self.notify)
         self.due: dict[Key, datetime] = {}
         self.races: dict[Key, int] = {}  # lost races in a row, per key
         self.written: dict[Key, str] = {}  # the resourceVersion of the last status this reconciler wrote
@@ -110,6 +112,7 @@ class Reconciler:
         self.due.pop(key, None)
         self.races.pop(key, None)
         self.checks.forget(key)
+        self.usage.forget(key)
         self.written.pop(key, None)
         self._watch_references(key, set(), set(), set())
         metrics.forget(namespace, name)
@@ -117,6 +120,7 @@ class Reconciler:
     async def stop(self) -> None:
         await self.runner.stop()
         await self.checks.stop()
+        await self.usage.stop()
 
     def service_changed(self, namespace: str, name: str, child_of: str | None = None) -> None:
         """A Service a deployment routes to as a fallback, or one that may hold another's child's name, changed
@@ -143,6 +147,7 @@ class Reconciler:
             await asyncio.sleep(period)
             now = self.clock()
             self.checks.start_due(now)
+            self.usage.start_due(now)
             for key, due in list(self.due.items()):
                 if due <= now:
                     self.due.pop(key, None)
@@ -199,6 +204,7 @@ class Reconciler:
             spec = ModelDeploymentSpec.model_validate(md["spec"])
         except ValidationError as error:
             self.checks.forget((namespace, name))
+            self.usage.forget((namespace, name))
             await self._report_invalid(md, status, error)
             return
         key = (namespace, name)
@@ -210,7 +216,8 @@ class Reconciler:
         desired = revision_hash(md["spec"])
         now = self.clock()
         verdict = self.checks.verdict(key)
-        seen = await observe(self.api, self.view, self.references, md, spec, status, desired, children, verdict)
+        seen = await observe(self.api, self.view, self.references, md, spec, status, desired, children, verdict,
+                             self.usage.usage(key))  # fmt: skip
         observations = seen.observations
         decision = decide(spec, desired, md["metadata"].get("generation", 1), status, observations, now)
         templates = {r["metadata"]["labels"][render.REVISION_LABEL]: r["data"] for r in children.revisions}
@@ -224,6 +231,7 @@ class Reconciler:
             self.written[key] = md["metadata"]["resourceVersion"]
         self.checks.written(key, verdict)  # only now: a conflict above retries with the verdict
         self.checks.track(key, spec, decision.status, now)
+        self.usage.track(key, spec, decision.status, now)
         # Events go out beside the act step: a person reads them, traffic must not wait for them.
         events = asyncio.create_task(post_events(self.api, md, decision.events, now))
         try:
@@ -233,6 +241,7 @@ class Reconciler:
             weights = decision.status.weights
             metrics.record_state(namespace, name, decision.status.phase, weights.stable, weights.canary,
                                  weights.fallback, decision.status.kill_switch.engaged)  # fmt: skip
+            metrics.record_budget(namespace, name, decision.status.budget)
             # A kill switch moving users touches only the route: it goes first, before any workload write.
             rerouted = (status.weights.fallback, status.weights.fallback_name) != (
                 weights.fallback,

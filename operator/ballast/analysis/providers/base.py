@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -14,6 +15,16 @@ class ProviderError(RuntimeError):
 class Sample:
     labels: dict[str, str]
     value: float
+
+
+def by_revision(samples: list[Sample]) -> dict[str, float]:
+    """A result grouped `by (revision)`, as revision -> value."""
+    return {s.labels.get("revision", ""): s.value for s in samples}
+
+
+def first_value(samples: list[Sample]) -> float:
+    """The value of a one-sample result; NaN for an empty one."""
+    return samples[0].value if samples else math.nan
 
 
 class MetricsProvider(Protocol):
