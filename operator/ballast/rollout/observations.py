@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ballast.api.status import Analysis, KillSwitchSource
+from ballast.api.status import Analysis, BurnReading, KillSwitchSource
 
 # A revision whose pods restarted this often is crash-looping: hard evidence, roll back.
 CRASH_LOOP_RESTARTS = 3
@@ -72,6 +72,10 @@ class Observations:
     conflicts: tuple[str, ...] = ()
     # Why Ballast may not write the route now (None when it may): traffic stays exactly as it is.
     route_refused: Refusal | None = None
+    # A burn-rate check of the stable revision (contract.afterPromotion), finished since the last decision.
+    burn: BurnReading | None = None
+    # The ModelDeployment's name (names the KillSwitch the watch creates).
+    deployment_name: str = ""
 
     def of(self, revision: str | None) -> RevisionObservation:
         return self.revisions.get(revision or "", RevisionObservation(exists=False))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ballast.api.modeldeployment import Fallback, ModelDeploymentSpec
-from ballast.api.status import Analysis, ModelDeploymentStatus
+from ballast.api.status import Analysis, BurnReading, ModelDeploymentStatus
 from ballast.kube.client import KubeApi
 from ballast.kube.resources import DEPLOYMENTS, HTTP_ROUTES, SERVICES, Resource
 from ballast.rollout.observations import (
@@ -207,6 +207,7 @@ async def observe(
     desired: str,
     children: ChildSet,
     analysis: Analysis | None,
+    burn: BurnReading | None = None,
 ) -> Observed:
     """Everything the decision core is told about one ModelDeployment."""
     metadata = md["metadata"]
@@ -240,5 +241,7 @@ async def observe(
         mirror_supported=mirror_supported,
         conflicts=claims.messages(),
         route_refused=route_refusal(references, md, spec, status.stable_revision or desired, claims, route),
+        burn=burn,
+        deployment_name=name,
     )
     return Observed(observations, claims, route)
