@@ -13,6 +13,7 @@ from ballast.api.status import Analysis, BurnReading, KillSwitchSource
 from ballast.api.timestamps import format_time
 from ballast.rollout.contract_watch import switch_name
 from ballast.rollout.core import Decision
+from ballast.rollout.killswitch import previous_revision_problem
 from ballast.rollout.observations import FallbackObservation, Observations
 from tests.unit.test_rollout_core import READY, Run
 
@@ -191,3 +192,28 @@ def test_a_stable_breach_holds_a_canary_at_its_step() -> None:
     run.step("bbb", 60)
     assert run.status.current_step == 0  # held: an incident is no reason to promote
     assert "breaches its burn-rate windows" in run.status.message
+
+
+def test_a_rollback_target_that_never_serves_engages_the_kill_switch_policy_at_the_deadline() -> None:
+    fallbacks = [{"name": "rules", "service": {"name": "r", "port": 80}}]
+    run = WatchedRun(watched_spec("rollback", fallbacks=fallbacks, killSwitch={"fallback": "rules"}))
+    run.fallbacks = {"rules": FallbackObservation(usable=True)}
+    run.promoted()
+    pending = replace(READY, available=False, ready_replicas=0)  # its pods never schedule
+    run.observed = {"aaa": pending, "bbb": READY}
+    run.read(0.3, 0.5, seconds=11)
+    assert run.step("bbb", 60).history == ()  # within rollout.progressDeadline (15m by default): it waits
+    overdue = run.step("bbb", 15 * 60)
+    (entry,) = overdue.history
+    assert entry.reason == "BurnRateKillSwitch"
+    assert "serves 0% of users 15m after the rollback of bbb began" in entry.message
+    assert run.status.after_promotion.switch is not None
+    assert run.step("bbb", 60).history == ()  # once
+
+
+def test_a_revision_rolled_back_for_a_breach_is_never_a_fallback() -> None:
+    run = WatchedRun(watched_spec("rollback"))
+    run.promoted()
+    status = run.status.model_copy(deep=True)
+    status.after_promotion.rolled_back = ["aaa"]
+    assert "rolled back for a burn-rate breach" in previous_revision_problem(status, run.observations())

@@ -102,6 +102,11 @@ class ContractRollback(StatusModel):
     revision: str = Field(description="The revision rolled back for a breach.")
     to: str = Field(description="The revision users return to.")
     since: str = Field(description="When the rollback was decided (RFC 3339).")
+    overdue: bool = Field(
+        default=False,
+        description="The revision has not served everyone within rollout.progressDeadline: the kill-switch policy "
+        "engaged, or an alert went out.",
+    )
 
 
 class OperatorSwitch(StatusModel):

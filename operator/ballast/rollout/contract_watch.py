@@ -216,6 +216,8 @@ def _move_users(ctx: Context, rollback: ContractRollback) -> None:
     wanted = max(1, ctx.spec.model.replicas)
     share = 100 if seen.available and seen.ready_replicas >= wanted else min(99, 100 * seen.ready_replicas // wanted)
     s.weights = Weights(stable=share, canary=100 - share)
+    if share < 100 and not rollback.overdue:
+        _escalate_if_overdue(ctx, rollback, share)
     if share < 100:
         moved = f"{share}% of users moved ({seen.ready_replicas} ready)"
         s.message = f"rolling back {rollback.revision} to {rollback.to}: {moved}"
@@ -232,6 +234,21 @@ def _move_users(ctx: Context, rollback: ContractRollback) -> None:
         f"Every user is back on {rollback.to} ({took:.1f}s after the rollback of {rollback.revision} began)",
         revision=rollback.to, values={"seconds": took, "readyReplicas": float(seen.ready_replicas)},
     )  # fmt: skip
+
+
+def _escalate_if_overdue(ctx: Context, rollback: ContractRollback, share: int) -> None:
+    """A rollback target that cannot serve everyone within rollout.progressDeadline (its pods do not schedule):
+    the kill-switch policy engages when one is declared, else an alert; users keep moving as it becomes ready."""
+    deadline = ctx.spec.rollout.progress_deadline
+    if ctx.now - parse_time(rollback.since) < parse_duration(deadline):
+        return
+    rollback.overdue = True
+    what = f"revision {rollback.to} serves {share}% of users {deadline} after the rollback of {rollback.revision} began"
+    values = {"share": float(share), "deadlineSeconds": parse_duration(deadline).total_seconds()}
+    if ctx.spec.kill_switch is not None:
+        _engage(ctx, what, values, ", so the kill-switch policy engages")
+    else:
+        _alert(ctx, what, values, "; no kill-switch policy is declared, so this only alerts")
 
 
 def _follow_switch(ctx: Context) -> None:
