@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from ballast.analysis.rules import INFO_RECORD, prometheus_rule, rules_file
 from ballast.analysis.watch import run_watch
 from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.cli.main import main
+from ballast.observability import metrics
 from tests.unit.test_analysis import RecordedProvider
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
@@ -89,3 +92,14 @@ def test_ballast_rules_prints_one_rule_set_for_every_deployment(capsys: Any) -> 
     assert prometheus_rule("30s")["spec"]["groups"] == groups
     records = [r["record"] for r in groups[0]["rules"]]
     assert len(records) == len(set(records))  # vLLM and openai-compatible share one source, recorded once
+
+
+async def test_the_burn_rates_are_operator_metrics_until_the_deployment_goes() -> None:
+    provider = RecordedProvider({INFO_RECORD: [], "[1m]": ratio("0.3"), "[10s]": ratio("0.5")})
+    reading = await run_watch(provider, spec(), "metered", "bot", "aaa", "bot-aaa", NOW)
+    metrics.record_burn("metered", "bot", reading)
+    assert metrics.burn_rate.labels("metered", "bot", "1m")._value.get() == pytest.approx(3.0)
+    assert metrics.burn_rate.labels("metered", "bot", "10s")._value.get() == pytest.approx(5.0)
+    metrics.forget("metered", "bot")
+    left = [s for f in metrics.burn_rate.collect() for s in f.samples if s.labels["namespace"] == "metered"]
+    assert left == []

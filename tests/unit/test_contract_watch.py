@@ -217,3 +217,16 @@ def test_a_revision_rolled_back_for_a_breach_is_never_a_fallback() -> None:
     status = run.status.model_copy(deep=True)
     status.after_promotion.rolled_back = ["aaa"]
     assert "rolled back for a burn-rate breach" in previous_revision_problem(status, run.observations())
+
+
+def test_a_reading_that_changes_nothing_a_person_reads_writes_no_status() -> None:
+    run = WatchedRun(watched_spec("alert"))
+    run.promoted()
+    run.read(0.0101, 0.0102, seconds=20)
+    before = run.status
+    run.read(0.01011, 0.01021)  # the same to two significant digits, a later check
+    assert run.status == before
+    run.read(0.05, 0.06)
+    assert run.status != before
+    assert run.status.after_promotion.last is not None
+    assert run.status.after_promotion.last.windows[0].long_burn == pytest.approx(0.5)

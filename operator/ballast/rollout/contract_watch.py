@@ -69,6 +69,21 @@ def _describe(reading: BurnReading, pair: BurnWindowReading) -> str:
     )
 
 
+_SIGNIFICANT = 2  # digits: noise below this does not rewrite status
+
+
+def _digest(reading: BurnReading | None) -> object:
+    """What a person reads of a burn-rate check: its verdict, source and burn rates to two significant digits."""
+    if reading is None:
+        return None
+
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else float(f"{value:.{_SIGNIFICANT}g}")
+
+    pairs = tuple((p.long, p.short, rounded(p.long_burn), rounded(p.short_burn), p.breached) for p in reading.windows)
+    return reading.revision, reading.verdict, reading.source, reading.reason, pairs
+
+
 def begin(ctx: Context) -> None:
     """Before the rollout decides: the operator's own switch followed, the reading judged, a new breach acted on."""
     s, watch = ctx.status, ctx.spec.contract.after_promotion
@@ -84,7 +99,8 @@ def begin(ctx: Context) -> None:
     reading = ctx.observations.burn
     if reading is None or reading.revision != s.stable_revision or state.rollback is not None:
         return
-    state.last = reading
+    if _digest(reading) != _digest(state.last):
+        state.last = reading
     breaching = [p for p in reading.windows if p.breached and _ready(ctx, p)]
     if not breaching:
         if state.breached and reading.verdict == "Healthy":

@@ -237,6 +237,8 @@ class Reconciler:
         events = asyncio.create_task(post_events(self.api, md, decision.events, now))
         try:
             log_decisions(md, decision.history)
+            if burn is not None:
+                metrics.record_burn(namespace, name, burn)
             for entry in decision.history:
                 metrics.decisions.labels(namespace, name, entry.action).inc()
             weights = decision.status.weights
