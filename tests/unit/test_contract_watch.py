@@ -153,6 +153,9 @@ def test_kill_switch_action_asks_for_a_switch_then_reports_no_traffic_and_resume
     assert run.status.kill_switch.engaged
     assert run.status.after_promotion.switch.engaged  # type: ignore[union-attr]
     assert condition(run, "ContractWatch") == ("False", "NoUserTraffic")
+    held = run.status.after_promotion
+    run.step("bbb", 5)
+    assert run.status.after_promotion == held  # killed, a reconcile leaves the watch's state as it is
     # A person deletes it: released, and the watch starts again on the traffic users get from now.
     run.switches = ()
     released = run.step("bbb", 30)

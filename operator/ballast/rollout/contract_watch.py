@@ -93,8 +93,10 @@ def begin(ctx: Context) -> None:
         state.revision = state.since = None
         state.last, state.breached, state.rollback = None, False, None
         return
-    if _killed(ctx):
-        state.since = ctx.now_text  # no user traffic to judge: the watch resumes from the release
+    if killswitch.requested(ctx):
+        return  # no user traffic to judge
+    if s.kill_switch.engaged or s.kill_switch.sources:
+        state.since = ctx.now_text  # released (or the stopped model restarting): the watch resumes from here
         return
     reading = ctx.observations.burn
     if reading is None or reading.revision != s.stable_revision or state.rollback is not None:
