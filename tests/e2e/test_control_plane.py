@@ -169,6 +169,9 @@ async def test_a_route_patch_whose_test_no_longer_holds_is_told_apart_as_a_lost_
         ("watch", "clusterkillswitches.ballast.dev", True),
         ("patch", "killswitches.ballast.dev/status", True),
         ("update", "killswitches.ballast.dev", False),
+        # The KillSwitch a burn-rate breach engages; a person releases it by deleting it, never the operator.
+        ("create", "killswitches.ballast.dev", True),
+        ("delete", "killswitches.ballast.dev", False),
         ("watch", "referencegrants.gateway.networking.k8s.io", True),
         ("watch", "namespaces", True),
         ("get", "gatewayclasses.gateway.networking.k8s.io", True),

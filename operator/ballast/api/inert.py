@@ -16,7 +16,6 @@ CONDITION = "FieldsNotActedOn"
 # Path in the spec (camelCase, as written) -> what is missing, in words a user can act on.
 INERT_FIELDS: dict[str, str] = {
     "spec.rollout.webhooks": "webhooks are never called: no gate waits for them and no notification is sent",
-    "spec.contract.afterPromotion": "the stable revision is not watched after promotion: no burn-rate action",
 }
 
 REFERENCE_MARK = f"**Not acted on yet** (status condition {CONDITION})."

@@ -66,6 +66,79 @@ class Analysis(StatusModel):
     step_started_at: str | None = Field(default=None, description="When that step started (RFC 3339).")
 
 
+WatchVerdict = Literal["Healthy", "Breached", "NoData", "Error"]
+RulesSource = Literal["recorded", "raw"]
+
+
+class BurnWindowReading(StatusModel):
+    """One burn-rate window pair as measured: both windows' bad-event ratios and burn rates."""
+
+    long: str = Field(description="The long window.")
+    short: str = Field(description="The short window.")
+    burn_rate: float = Field(description="The burn rate both windows must exceed for the pair to breach.")
+    long_ratio: float | None = Field(default=None, description="Bad-event ratio over the long window.")
+    short_ratio: float | None = Field(default=None, description="Bad-event ratio over the short window.")
+    long_burn: float | None = Field(default=None, description="Burn rate over the long window.")
+    short_burn: float | None = Field(default=None, description="Burn rate over the short window.")
+    breached: bool = Field(default=False, description="Whether both windows burn faster than burnRate.")
+
+
+class BurnReading(StatusModel):
+    """One burn-rate check of the stable revision (contract.afterPromotion)."""
+
+    at: str = Field(description="When the check ran (RFC 3339).")
+    revision: str = Field(default="", description="The revision measured.")
+    objective: str = Field(default="", description="The ratio objective measured.")
+    target: float = Field(default=0.0, description="The SLO target (fraction of good events).")
+    verdict: WatchVerdict = Field(description="Healthy, Breached (a pair breaches), NoData or Error.")
+    source: RulesSource = Field(
+        default="raw", description="recorded: Ballast's recording rules; raw: raw counters over each window."
+    )
+    windows: list[BurnWindowReading] = Field(default_factory=list, description="Every window pair.")
+    reason: str = Field(default="", description="Why the verdict is NoData or Error.")
+
+
+class ContractRollback(StatusModel):
+    """A rollback after promotion in progress: users move to `to` as its pods become ready."""
+
+    revision: str = Field(description="The revision rolled back for a breach.")
+    to: str = Field(description="The revision users return to.")
+    since: str = Field(description="When the rollback was decided (RFC 3339).")
+    overdue: bool = Field(
+        default=False,
+        description="The revision has not served everyone within rollout.progressDeadline: the kill-switch policy "
+        "engaged, or an alert went out.",
+    )
+
+
+class OperatorSwitch(StatusModel):
+    """A KillSwitch the operator creates for a breach; a person releases it by deleting it."""
+
+    name: str = Field(description="Name of the KillSwitch object.")
+    reason: str = Field(description="Its reason, with the numbers.")
+    engaged: bool = Field(default=False, description="Whether it has been seen engaged (then deleting it releases).")
+
+
+class WatchStatus(StatusModel):
+    """The burn-rate watch over the stable revision once it is promoted (contract.afterPromotion)."""
+
+    revision: str | None = Field(default=None, description="The revision watched.")
+    since: str | None = Field(
+        default=None,
+        description="Since when it serves users as watched (promotion, a rollback, a kill-switch release); a pair "
+        "acts only once its short window lies after this time.",
+    )
+    last: BurnReading | None = Field(default=None, description="The last burn-rate check.")
+    breached: bool = Field(default=False, description="Whether a breach stands and has been acted on.")
+    rolled_back: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Revisions rolled back for a breach: never promoted again automatically, never a fallback.",
+    )
+    rollback: ContractRollback | None = Field(default=None, description="A rollback in progress.")
+    switch: OperatorSwitch | None = Field(default=None, description="The KillSwitch the watch engaged, if any.")
+
+
 class RevisionUsage(StatusModel):
     """One revision's use over the budget window, as its runtime counted it."""
 
@@ -205,6 +278,9 @@ class ModelDeploymentStatus(StatusModel):
     )
     last_analysis: Analysis | None = Field(default=None, description="The last contract check.")
     budget: BudgetStatus | None = Field(default=None, description="Budget use.")
+    after_promotion: WatchStatus = Field(
+        default_factory=WatchStatus, description="The burn-rate watch over the stable revision."
+    )
     kill_switch: KillSwitchStatus = Field(default_factory=KillSwitchStatus, description="Kill-switch state.")
     handled_commands: dict[str, str] = Field(
         default_factory=dict,

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ballast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    from ballast.cli import crds, run, validate
+    from ballast.cli import crds, rules, run, validate
     from ballast.devstack import cli as devstack_cli
     from ballast.servers import reject_responder as responder
 
-    for command in (run, crds, validate, responder, devstack_cli):
+    for command in (run, crds, validate, rules, responder, devstack_cli):
         command.register(sub)
     return parser
 

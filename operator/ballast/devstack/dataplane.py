@@ -13,10 +13,13 @@ import sys
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ballast.analysis.rules import rules_file
+from ballast.api.types import parse_duration, whole_units
 from ballast.devstack.cluster import Cluster, free_port, wait_until
 
 GATEWAY_NAMESPACE = "gateway-system"
@@ -25,6 +28,7 @@ GATEWAY_CLASS = "traefik"
 TRAEFIK_CONTROLLER = "traefik.io/gateway-controller"
 MODEL_LABEL = "ballast.dev/model"
 REVISION_LABEL = "ballast.dev/revision"
+DEPLOYMENT_LABEL = "ballast.dev/deployment"
 
 # What Traefik's Gateway API provider reads and the status it writes (from its RBAC reference).
 TRAEFIK_RBAC: list[dict[str, Any]] = [
@@ -80,7 +84,12 @@ TRAEFIK_RBAC: list[dict[str, Any]] = [
 ]
 
 
-def prometheus_config(cluster: Cluster, scrape_interval: str) -> dict[str, Any]:
+def rules_base_window(scrape_interval: str) -> str:
+    """The recording rules' base window: four scrape intervals, so every recorded rate has samples to read."""
+    return whole_units(4 * parse_duration(scrape_interval))
+
+
+def prometheus_config(cluster: Cluster, scrape_interval: str, rule_file: Path | None = None) -> dict[str, Any]:
     pki = cluster.workdir / "pki"
 
     def relabel(source: str, target: str) -> dict[str, Any]:
@@ -88,6 +97,7 @@ def prometheus_config(cluster: Cluster, scrape_interval: str) -> dict[str, Any]:
 
     return {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        **({"rule_files": [str(rule_file)]} if rule_file else {}),
         "scrape_configs": [
             {
                 "job_name": "model-servers",
@@ -109,6 +119,7 @@ def prometheus_config(cluster: Cluster, scrape_interval: str) -> dict[str, Any]:
                     relabel("__meta_kubernetes_pod_name", "pod"),
                     relabel(f"__meta_kubernetes_pod_label_{_label_name(MODEL_LABEL)}", "model"),
                     relabel(f"__meta_kubernetes_pod_label_{_label_name(REVISION_LABEL)}", "revision"),
+                    relabel(f"__meta_kubernetes_pod_label_{_label_name(DEPLOYMENT_LABEL)}", "deployment"),
                 ],
             }
         ],
@@ -220,8 +231,10 @@ class DataPlane:
 
     def _start_prometheus(self) -> None:
         cluster = self.cluster
-        config_file = cluster.workdir / "prometheus.yml"
-        config_file.write_text(yaml.safe_dump(prometheus_config(cluster, self.scrape_interval)))
+        config_file, rule_file = cluster.workdir / "prometheus.yml", cluster.workdir / "ballast-rules.yml"
+        # The burn-rate watch's recording rules, exactly as `ballast rules --format file` prints them.
+        rule_file.write_text(yaml.safe_dump(rules_file(rules_base_window(self.scrape_interval)), sort_keys=False))
+        config_file.write_text(yaml.safe_dump(prometheus_config(cluster, self.scrape_interval, rule_file)))
         self.prometheus_port = free_port()
         cluster.spawn(
             "prometheus",

@@ -8,7 +8,7 @@ import threading
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from ballast.api.status import BudgetStatus, Phase
+from ballast.api.status import BudgetStatus, BurnReading, Phase
 
 PHASES: tuple[Phase, ...] = ("Pending", "Progressing", "Paused", "Promoting", "Stable", "RolledBack", "Failed")
 
@@ -24,6 +24,11 @@ reconcile_seconds = Histogram(
     "ballast_reconcile_duration_seconds",
     "Wall time of one reconcile (observe, decide, act).",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+burn_rate = Gauge(
+    "ballast_burn_rate",
+    "The stable revision's error-budget burn rate per window of contract.afterPromotion (last check).",
+    ["namespace", "name", "window"],
 )
 leader = Gauge("ballast_leader", "1 while this replica holds the lease and writes; 0 on a standby.")
 reconcile_errors = Counter(
@@ -100,6 +105,13 @@ def record_state(
         weight.labels(namespace, name, backend).set(value)
 
 
+def record_burn(namespace: str, name: str, reading: BurnReading) -> None:
+    for pair in reading.windows:
+        for window, value in ((pair.long, pair.long_burn), (pair.short, pair.short_burn)):
+            if value is not None:
+                burn_rate.labels(namespace, name, window).set(value)
+
+
 # Every metric with series per ModelDeployment, and its labels after namespace and name.
 PER_DEPLOYMENT: tuple[tuple[MetricWrapperBase, tuple[str, ...]], ...] = (
     (kill_switch, ()),
@@ -113,6 +125,7 @@ PER_DEPLOYMENT: tuple[tuple[MetricWrapperBase, tuple[str, ...]], ...] = (
     (budget_used, ()),
     (budget_exceeded, ()),
     (budget_projected, ("currency",)),
+    (burn_rate, ("window",)),
 )
 
 

@@ -13,7 +13,7 @@ from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.status import Analysis, ModelDeploymentStatus, Phase, RevisionStatus, Weights
 from ballast.api.timestamps import format_due, format_time, parse_time
 from ballast.api.types import parse_duration
-from ballast.rollout import budgets, killswitch, refusals
+from ballast.rollout import budgets, contract_watch, killswitch, refusals
 from ballast.rollout.check_scope import SHADOW_STEP, judged_step, measured_now
 from ballast.rollout.conditions import not_acted_on, set_conditions
 from ballast.rollout.context import Context, Decision, Event, set_phase
@@ -40,6 +40,7 @@ def decide(
         s.next_check_at = None  # nothing falls due while held; the shell looks again at the refusal
         return _conclude(ctx)
     killswitch.begin(ctx)
+    contract_watch.begin(ctx)
     if s.phase == "Failed":
         # Failed means the last spec could not be acted on; this one can: resume where status stands.
         s.phase = "Progressing" if s.canary_revision else "Stable"
@@ -47,10 +48,13 @@ def decide(
         _first_deploy(ctx, desired_revision)
     elif desired_revision == s.stable_revision:
         _settle_on_stable(ctx)
+    elif desired_revision != s.canary_revision and contract_watch.refuses(ctx, desired_revision):
+        pass  # a revision rolled back for a breach is never deployed again automatically
     elif desired_revision != s.canary_revision:
         _start_canary(ctx, desired_revision)
     else:
         _progress_canary(ctx)
+    contract_watch.settle(ctx)
     _retire_previous(ctx)
     _collect_garbage(ctx)
     _size_revisions(ctx)
@@ -68,6 +72,7 @@ def _conclude(ctx: Context) -> Decision:
         killswitch.conditions(spec, s, observations)
         + refusals.conditions(observations)
         + budgets.conditions(spec.budgets, s)
+        + contract_watch.conditions(ctx)
         + not_acted_on(spec)
     )
     set_conditions(s, observations, ctx.now_text, extra)
@@ -180,6 +185,8 @@ def _progress_canary(ctx: Context) -> None:
         return
     if killswitch.frozen(ctx):
         return  # frozen where it stands while users get a fallback; released, it resumes at the same step
+    if s.current_step is not None and contract_watch.holds_canary(ctx):
+        return  # the stable breaches its burn-rate windows: an incident, not a reason to promote
     seen = obs.of(canary)
     if seen.crash_looping:
         _rollback(ctx, "CrashLoop", f"canary pods restarted {seen.restarts} times")

@@ -100,6 +100,8 @@ def previous_revision_problem(status: ModelDeploymentStatus, observations: Obser
     previous = status.previous_revision
     if previous is None:
         return "there is no previous revision yet"
+    if previous in status.after_promotion.rolled_back:
+        return f"previous revision {previous} was rolled back for a burn-rate breach"
     kept = next((r for r in status.revisions if r.name == previous), None)
     if kept is None or kept.role != "previous":
         return f"previous revision {previous} is no longer kept warm (rollout.scaleDownDelay has passed)"

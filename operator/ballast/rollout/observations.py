@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ballast.api.status import Analysis, KillSwitchSource
+from ballast.api.status import Analysis, BurnReading, KillSwitchSource
 from ballast.rollout.cost import Usage
 
 # A revision whose pods restarted this often is crash-looping: hard evidence, roll back.
@@ -78,6 +78,10 @@ class Observations:
     route_refused: Refusal | None = None
     # The last measurement of budget use (the shell measures once per rollout.interval), or None.
     usage: Usage | None = None
+    # A burn-rate check of the stable revision (contract.afterPromotion), finished since the last decision.
+    burn: BurnReading | None = None
+    # The ModelDeployment's name (names the KillSwitch the watch creates).
+    deployment_name: str = ""
 
     def of(self, revision: str | None) -> RevisionObservation:
         return self.revisions.get(revision or "", RevisionObservation(exists=False))

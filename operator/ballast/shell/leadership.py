@@ -45,6 +45,7 @@ class Leadership:
         metrics.leader.set(0)
         self.reconciler.checks.forget_all()
         self.reconciler.usage.forget_all()
+        self.reconciler.watch.forget_all()
         await self.reconciler.runner.pause()
         await self.dispatcher.runner.pause()
 

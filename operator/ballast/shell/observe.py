@@ -19,7 +19,7 @@ from ballast.api.annotations import (
     PROMOTE_ANNOTATION,
 )
 from ballast.api.modeldeployment import Fallback, ModelDeploymentSpec
-from ballast.api.status import Analysis, ModelDeploymentStatus
+from ballast.api.status import Analysis, BurnReading, ModelDeploymentStatus
 from ballast.kube.client import KubeApi
 from ballast.kube.resources import DEPLOYMENTS, HTTP_ROUTES, SERVICES, Resource
 from ballast.rollout.cost import Usage
@@ -213,6 +213,7 @@ async def observe(
     children: ChildSet,
     analysis: Analysis | None,
     usage: Usage | None = None,
+    burn: BurnReading | None = None,
 ) -> Observed:
     """Everything the decision core is told about one ModelDeployment."""
     metadata = md["metadata"]
@@ -247,5 +248,7 @@ async def observe(
         mirror_supported=mirror_supported,
         conflicts=claims.messages(),
         route_refused=route_refusal(references, md, spec, status.stable_revision or desired, claims, route),
+        burn=burn,
+        deployment_name=name,
     )
     return Observed(observations, claims, route)

@@ -33,10 +33,12 @@ from ballast.observability.events import log_decisions, post_events
 from ballast.rollout.conditions import keep_transition_times
 from ballast.rollout.core import Event, decide
 from ballast.shell.act import apply_responder, apply_route, apply_workloads
+from ballast.shell.burn_watch import BurnWatch
 from ballast.shell.children import Children
 from ballast.shell.cluster_view import ClusterView
 from ballast.shell.contract_checks import ContractChecks
 from ballast.shell.observe import Observed, fallback_service, observe
+from ballast.shell.operator_switch import apply_operator_switch
 from ballast.shell.per_key_runner import PerKeyRunner
 from ballast.shell.references import ReferenceView
 from ballast.shell.usage_meter import UsageMeter
@@ -77,6 +79,7 @@ class Reconciler:
         self.runner: PerKeyRunner[Key] = PerKeyRunner(self._reconcile_timed, self._failed)
         self.checks = ContractChecks(provider, self.notify)
         self.usage = UsageMeter(provider, self.notify)
+        self.watch = BurnWatch(provider, self.notify)
         self.due: dict[Key, datetime] = {}
         self.races: dict[Key, int] = {}  # lost races in a row, per key
         self.written: dict[Key, str] = {}  # the resourceVersion of the last status this reconciler wrote
@@ -113,14 +116,16 @@ class Reconciler:
         self.races.pop(key, None)
         self.checks.forget(key)
         self.usage.forget(key)
+        self.watch.forget(key)
         self.written.pop(key, None)
         self._watch_references(key, set(), set(), set())
         metrics.forget(namespace, name)
 
     async def stop(self) -> None:
         await self.runner.stop()
-        await self.checks.stop()
         await self.usage.stop()
+        await self.watch.stop()
+        await self.checks.stop()  # last: it closes the provider all three use
 
     def service_changed(self, namespace: str, name: str, child_of: str | None = None) -> None:
         """A Service a deployment routes to as a fallback, or one that may hold another's child's name, changed
@@ -148,6 +153,7 @@ class Reconciler:
             now = self.clock()
             self.checks.start_due(now)
             self.usage.start_due(now)
+            self.watch.start_due(now)
             for key, due in list(self.due.items()):
                 if due <= now:
                     self.due.pop(key, None)
@@ -205,6 +211,7 @@ class Reconciler:
         except ValidationError as error:
             self.checks.forget((namespace, name))
             self.usage.forget((namespace, name))
+            self.watch.forget((namespace, name))
             await self._report_invalid(md, status, error)
             return
         key = (namespace, name)
@@ -215,9 +222,9 @@ class Reconciler:
         self._watch_references(key, services, {ns for ns, _ in services if ns != namespace}, routes)
         desired = revision_hash(md["spec"])
         now = self.clock()
-        verdict = self.checks.verdict(key)
+        verdict, burn = self.checks.verdict(key), self.watch.verdict(key)
         seen = await observe(self.api, self.view, self.references, md, spec, status, desired, children, verdict,
-                             self.usage.usage(key))  # fmt: skip
+                             self.usage.usage(key), burn)  # fmt: skip
         observations = seen.observations
         decision = decide(spec, desired, md["metadata"].get("generation", 1), status, observations, now)
         templates = {r["metadata"]["labels"][render.REVISION_LABEL]: r["data"] for r in children.revisions}
@@ -230,12 +237,16 @@ class Reconciler:
             )  # fmt: skip
             self.written[key] = md["metadata"]["resourceVersion"]
         self.checks.written(key, verdict)  # only now: a conflict above retries with the verdict
+        self.watch.written(key, burn)
         self.checks.track(key, spec, decision.status, now)
         self.usage.track(key, spec, decision.status, now)
+        self.watch.track(key, spec, decision.status, now)
         # Events go out beside the act step: a person reads them, traffic must not wait for them.
         events = asyncio.create_task(post_events(self.api, md, decision.events, now))
         try:
             log_decisions(md, decision.history)
+            if burn is not None:
+                metrics.record_burn(namespace, name, burn)
             for entry in decision.history:
                 metrics.decisions.labels(namespace, name, entry.action).inc()
             weights = decision.status.weights
@@ -251,6 +262,7 @@ class Reconciler:
                 await apply_route(self.api, md, spec, decision.status, templates, children, seen)
             await apply_workloads(self.api, md, spec, decision.status, desired, templates, children, seen)
             await apply_responder(self.api, md, spec, children, self.responder_image, seen)
+            await apply_operator_switch(self.api, md, decision.status, self.view)
             if not rerouted:
                 await apply_route(self.api, md, spec, decision.status, templates, children, seen)
         finally:
