@@ -25,6 +25,7 @@ reconcile_seconds = Histogram(
     "Wall time of one reconcile (observe, decide, act).",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+webhook_calls = Counter("ballast_webhook_calls", "Webhook calls by type and outcome.", ["type", "outcome"])
 leader = Gauge("ballast_leader", "1 while this replica holds the lease and writes; 0 on a standby.")
 reconcile_errors = Counter(
     "ballast_reconcile_errors", "Reconciles that failed and will be retried.", ["namespace", "name"]

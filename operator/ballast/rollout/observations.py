@@ -57,6 +57,22 @@ class Refusal:
 
 
 @dataclass(frozen=True)
+class GateResult:
+    """A finished webhook call, bound to the point it was made for (canary revision, step)."""
+
+    name: str
+    type: str
+    revision: str | None
+    step: int | None
+    outcome: str  # Passed, Refused or Error
+    at: str  # when the call finished (RFC 3339): a result is applied once
+    code: int | None = None
+    latency_seconds: float | None = None
+    scores: Mapping[str, float] = field(default_factory=dict)
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class Observations:
     revisions: Mapping[str, RevisionObservation] = field(default_factory=dict)
     commands: Commands = field(default_factory=Commands)
@@ -72,6 +88,8 @@ class Observations:
     conflicts: tuple[str, ...] = ()
     # Why Ballast may not write the route now (None when it may): traffic stays exactly as it is.
     route_refused: Refusal | None = None
+    # Finished webhook calls not yet written to status, by webhook name.
+    gate_results: Mapping[str, GateResult] = field(default_factory=dict)
 
     def of(self, revision: str | None) -> RevisionObservation:
         return self.revisions.get(revision or "", RevisionObservation(exists=False))

@@ -44,6 +44,7 @@ class Leadership:
         """Act on nothing: no reconcile, no contract check, no switch status; the indexes stay warm."""
         metrics.leader.set(0)
         self.reconciler.checks.forget_all()
+        self.reconciler.gates.forget_all()
         await self.reconciler.runner.pause()
         await self.dispatcher.runner.pause()
 

@@ -11,6 +11,7 @@ a route's JSON patch) is a lost race: decided again at once, on fresh state, wit
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Hashable
@@ -26,6 +27,7 @@ from ballast.api.revision import revision_hash
 from ballast.api.status import ModelDeploymentStatus
 from ballast.api.timestamps import format_time, parse_time
 from ballast.api.types import Condition
+from ballast.hooks.caller import WebhookCaller
 from ballast.kube.client import ApiError, KubeApi
 from ballast.kube.resources import MODEL_DEPLOYMENTS
 from ballast.observability import metrics
@@ -36,6 +38,7 @@ from ballast.shell.act import apply_responder, apply_route, apply_workloads
 from ballast.shell.children import Children
 from ballast.shell.cluster_view import ClusterView
 from ballast.shell.contract_checks import ContractChecks
+from ballast.shell.gate_calls import GateCalls
 from ballast.shell.observe import Observed, fallback_service, observe
 from ballast.shell.per_key_runner import PerKeyRunner
 from ballast.shell.references import ReferenceView
@@ -66,6 +69,7 @@ class Reconciler:
         references: ReferenceView,
         children: Children,
         responder_image: str = DEFAULT_IMAGE,
+        webhooks: WebhookCaller | None = None,
     ) -> None:
         self.api = api
         self.children = children
@@ -75,6 +79,7 @@ class Reconciler:
         self.responder_image = responder_image
         self.runner: PerKeyRunner[Key] = PerKeyRunner(self._reconcile_timed, self._failed)
         self.checks = ContractChecks(provider, self.notify)
+        self.gates = GateCalls(webhooks, self.notify, clock)
         self.due: dict[Key, datetime] = {}
         self.races: dict[Key, int] = {}  # lost races in a row, per key
         self.written: dict[Key, str] = {}  # the resourceVersion of the last status this reconciler wrote
@@ -110,6 +115,7 @@ class Reconciler:
         self.due.pop(key, None)
         self.races.pop(key, None)
         self.checks.forget(key)
+        self.gates.forget(key)
         self.written.pop(key, None)
         self._watch_references(key, set(), set(), set())
         metrics.forget(namespace, name)
@@ -117,6 +123,7 @@ class Reconciler:
     async def stop(self) -> None:
         await self.runner.stop()
         await self.checks.stop()
+        await self.gates.stop()
 
     def service_changed(self, namespace: str, name: str, child_of: str | None = None) -> None:
         """A Service a deployment routes to as a fallback, or one that may hold another's child's name, changed
@@ -211,7 +218,8 @@ class Reconciler:
         now = self.clock()
         verdict = self.checks.verdict(key)
         seen = await observe(self.api, self.view, self.references, md, spec, status, desired, children, verdict)
-        observations = seen.observations
+        answered = self.gates.results(key)
+        observations = dataclasses.replace(seen.observations, gate_results=answered)
         decision = decide(spec, desired, md["metadata"].get("generation", 1), status, observations, now)
         templates = {r["metadata"]["labels"][render.REVISION_LABEL]: r["data"] for r in children.revisions}
         self._report_acceptance(md, spec, status, decision.status, templates, seen, format_time(now))
@@ -224,6 +232,9 @@ class Reconciler:
             self.written[key] = md["metadata"]["resourceVersion"]
         self.checks.written(key, verdict)  # only now: a conflict above retries with the verdict
         self.checks.track(key, spec, decision.status, now)
+        self.gates.written(key, answered)
+        self.gates.track(key, md, spec, decision.status, now)
+        self.gates.announce(key, md, spec, decision.status, decision.history)
         # Events go out beside the act step: a person reads them, traffic must not wait for them.
         events = asyncio.create_task(post_events(self.api, md, decision.events, now))
         try:
