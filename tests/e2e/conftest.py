@@ -110,7 +110,9 @@ def operator(
     cluster: Cluster, data_plane: DataPlane, operator_kubeconfig: Path, prometheus_switch: Switch
 ) -> Iterator[Operator]:
     timeout = f"{CHECK_TIMEOUT_SECONDS}s"
-    running = Operator(cluster, operator_kubeconfig, prometheus_switch.url, prometheus_timeout=timeout)
+    # Webhook receivers of the tests listen on this host's loopback, under a name the operator allows.
+    running = Operator(cluster, operator_kubeconfig, prometheus_switch.url, prometheus_timeout=timeout,
+                       webhook_allow_hosts=("localhost",))  # fmt: skip
     running.start()
     yield running
     running.stop()

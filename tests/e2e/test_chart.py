@@ -134,6 +134,10 @@ def test_the_charts_rbac_is_the_rbac_the_e2e_tests_run_the_operator_under(helm: 
     # The operator's Lease is the one its Role names, in the release namespace (POD_NAMESPACE).
     arguments = build_parser().parse_args(container(rendered)["args"])
     assert lease_role["rules"][1]["resourceNames"] == [arguments.lease_name]
+    # Webhook tokens are minted for the operator's own account, whatever the chart names it.
+    renamed = the(helm.template("--set", "serviceAccount.name=gatekeeper", "--set", "userRoles.create=false"), "Role")
+    assert renamed["rules"][2] == {"apiGroups": [""], "resources": ["serviceaccounts/token"],
+                                   "resourceNames": ["gatekeeper"], "verbs": ["create"]}  # fmt: skip
 
 
 def test_the_charts_crds_are_the_models_kept_on_uninstall_and_can_be_left_out(helm: Helm) -> None:

@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cli", "kubectl"),
     ("handlers", "devstack"),
     ("shell",),
-    ("observability", "analysis", "traffic"),
+    ("observability", "analysis", "traffic", "hooks"),
     ("rollout", "workloads", "kube", "servers"),
     ("api",),
 )

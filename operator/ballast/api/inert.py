@@ -14,9 +14,7 @@ from ballast.api.modeldeployment import ModelDeploymentSpec
 CONDITION = "FieldsNotActedOn"
 
 # Path in the spec (camelCase, as written) -> what is missing, in words a user can act on.
-INERT_FIELDS: dict[str, str] = {
-    "spec.rollout.webhooks": "webhooks are never called: no gate waits for them and no notification is sent",
-}
+INERT_FIELDS: dict[str, str] = {}
 
 REFERENCE_MARK = f"**Not acted on yet** (status condition {CONDITION})."
 

@@ -469,12 +469,34 @@ class Shadow(SpecModel):
     analysis: bool = Field(default=True, description="Judge the contract on mirrored traffic.")
 
 
+GATE_TYPES = ("pre-rollout", "rollout", "confirm-promotion")
+NOTIFICATION_TYPES = ("post-rollout", "rollback", "event")
+WebhookType = Literal["pre-rollout", "rollout", "confirm-promotion", "post-rollout", "rollback", "event"]
+
+
 class Webhook(SpecModel):
     """A gate or notification called over HTTP."""
 
+    __cel_rules__ = (
+        Rule(
+            "!has(self.onRefusal) || self.type in ['pre-rollout', 'rollout', 'confirm-promotion']",
+            "onRefusal applies only to gates (type pre-rollout, rollout or confirm-promotion); "
+            "post-rollout, rollback and event are notifications, which never hold a rollout",
+            field_path=".onRefusal",
+        ),
+        Rule(
+            "!has(self.deadline) || self.type in ['pre-rollout', 'rollout', 'confirm-promotion']",
+            "deadline applies only to gates (type pre-rollout, rollout or confirm-promotion); "
+            "a notification is called once and never holds a rollout",
+            field_path=".deadline",
+        ),
+    )
+
     name: DNSLabel = Field(description="Name of the webhook.")
-    type: Literal["pre-rollout", "rollout", "confirm-promotion", "post-rollout", "rollback", "event"] = Field(
-        description="When it is called; gates (all but event and post-rollout) must answer 2xx to proceed."
+    type: WebhookType = Field(
+        description="When it is called: the gates pre-rollout (before the canary takes any traffic or mirror), "
+        "rollout (before each step advances) and confirm-promotion (before the last step) must pass to proceed; "
+        "the notifications post-rollout, rollback and event never block anything."
     )
     url: WebhookURL = Field(
         description="http(s) URL; literal loopback, link-local (metadata) and unspecified addresses are refused."
@@ -483,6 +505,24 @@ class Webhook(SpecModel):
     metadata: dict[str, Annotated[str, StringConstraints(max_length=1024)]] = Field(
         default_factory=dict, max_length=32, description="Sent with each call."
     )
+    on_refusal: Literal["rollback", "hold"] | None = Field(
+        default=None,
+        description="A gate's answer to a refusal (a 4xx or 3xx answer, or a body verdict of fail): rollback, or "
+        "hold and ask again every rollout.interval (default: hold for confirm-promotion, rollback for the others).",
+    )
+    deadline: Deadline | None = Field(
+        default=None,
+        description="How long a gate that cannot answer (unreachable, timed out, a 5xx, an oversized answer) may hold "
+        "the canary, asked again with backoff, before it is rolled back (1s to 168h; default 10m).",
+    )
+
+    def refusal_action(self) -> Literal["rollback", "hold"]:
+        if self.on_refusal is not None:
+            return self.on_refusal
+        return "hold" if self.type == "confirm-promotion" else "rollback"
+
+    def error_deadline(self) -> str:
+        return self.deadline or "10m"
 
 
 class RolloutSpec(SpecModel):

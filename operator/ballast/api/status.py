@@ -66,6 +66,35 @@ class Analysis(StatusModel):
     step_started_at: str | None = Field(default=None, description="When that step started (RFC 3339).")
 
 
+GateOutcome = Literal["Pending", "Passed", "Refused", "Error"]
+
+
+class GateStatus(StatusModel):
+    """A webhook's last call: for a gate, at the point of the rollout it guards; for a notification, its last one."""
+
+    name: str = Field(description="The webhook's name.")
+    type: str = Field(description="The webhook's type.")
+    revision: str | None = Field(default=None, description="The canary revision the call is about.")
+    step: int | None = Field(
+        default=None, description="The step the gate guards (rollout: the step it leaves; none before the first)."
+    )
+    outcome: GateOutcome = Field(
+        description="Pending (not answered yet), Passed, Refused (a 4xx or 3xx answer, or a verdict of fail) or "
+        "Error (unreachable, timed out, a 5xx, an oversized answer, an address refused)."
+    )
+    attempts: int = Field(default=0, description="Calls made at this point.")
+    code: int | None = Field(default=None, description="The HTTP status of the last answer.")
+    latency_seconds: float | None = Field(default=None, description="How long the last call took.")
+    scores: dict[str, float] = Field(default_factory=dict, description="Scores the last answer reported.")
+    message: str = Field(default="", max_length=1024, description="The answer's message, or why the call failed.")
+    at: str | None = Field(default=None, description="When the last call finished (RFC 3339).")
+    since: str | None = Field(default=None, description="When this point was reached (RFC 3339).")
+    error_since: str | None = Field(
+        default=None, description="Since when the gate has failed to answer (RFC 3339); its deadline counts from it."
+    )
+    retry_at: str | None = Field(default=None, description="When the gate is called next (RFC 3339).")
+
+
 WatchVerdict = Literal["Healthy", "Breached", "NoData", "Error"]
 RulesSource = Literal["recorded", "raw"]
 
@@ -277,6 +306,9 @@ class ModelDeploymentStatus(StatusModel):
         default=None, description="Since when checks have been inconclusive (RFC 3339)."
     )
     last_analysis: Analysis | None = Field(default=None, description="The last contract check.")
+    gates: list[GateStatus] = keyed_list(
+        description="Each webhook's last call: outcome, HTTP status, latency, scores.", max_length=16
+    )
     budget: BudgetStatus | None = Field(default=None, description="Budget use.")
     after_promotion: WatchStatus = Field(
         default_factory=WatchStatus, description="The burn-rate watch over the stable revision."

@@ -13,6 +13,8 @@ def run(args: argparse.Namespace) -> int:
     if args.prometheus_url:
         os.environ["BALLAST_PROMETHEUS_URL"] = args.prometheus_url
     os.environ["BALLAST_PROMETHEUS_TIMEOUT"] = args.prometheus_timeout
+    if args.webhook_allow_host:
+        os.environ["BALLAST_WEBHOOK_ALLOW_HOSTS"] = ",".join(args.webhook_allow_host)
 
     import ballast.handlers  # noqa: F401  (registers the handlers)
     from ballast.shell.leader import ElectionConfig, default_identity
@@ -86,6 +88,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=_duration,
         default=os.environ.get("BALLAST_PROMETHEUS_TIMEOUT", "10s"),
         help="longest wait for one Prometheus query, connection included (default 10s; a check errs after it)",
+    )
+    parser.add_argument(
+        "--webhook-allow-host",
+        action="append",
+        default=[h for h in os.environ.get("BALLAST_WEBHOOK_ALLOW_HOSTS", "").split(",") if h],
+        help="a webhook host name that may resolve to a loopback, link-local or metadata address (repeatable; "
+        "default: $BALLAST_WEBHOOK_ALLOW_HOSTS, comma-separated; none)",
     )
     parser.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port")
     parser.add_argument("--metrics-address", default="127.0.0.1", help="metrics bind address (default 127.0.0.1)")

@@ -48,12 +48,14 @@ class Operator:
         prometheus_url: str,
         identity: str = "ballast-0",
         prometheus_timeout: str = "10s",
+        webhook_allow_hosts: tuple[str, ...] = (),
     ) -> None:
         self.cluster = cluster
         self.kubeconfig = kubeconfig
         self.prometheus_url = prometheus_url
         self.identity = identity
         self.prometheus_timeout = prometheus_timeout
+        self.webhook_allow_hosts = webhook_allow_hosts
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
         self.metrics_port = 0
@@ -81,6 +83,7 @@ class Operator:
                     self.prometheus_timeout,
                     "--metrics-port",
                     str(self.metrics_port),
+                    *(f"--webhook-allow-host={host}" for host in self.webhook_allow_hosts),
                 ],
                 env=environment,
                 stdout=out,

@@ -16,6 +16,7 @@ from ballast.analysis.providers.prometheus import PrometheusProvider
 from ballast.api.types import parse_duration
 from ballast.handlers.indexes import CHILD_INDEX_NAMES, CHILD_LABELS, INDEX_NAMES, REFERENCE_INDEX_NAMES
 from ballast.handlers.leader import election_config, start_election, stop_election
+from ballast.hooks import OutboundPolicy, ServiceAccountTokens, WebhookCaller
 from ballast.kube.client import KubeApi
 from ballast.kube.resources import WRITTEN_KINDS
 from ballast.observability import executor
@@ -32,6 +33,7 @@ from ballast.workloads.responder_manifests import DEFAULT_IMAGE
 PROMETHEUS_URL_VARIABLE = "BALLAST_PROMETHEUS_URL"
 PROMETHEUS_TIMEOUT_VARIABLE = "BALLAST_PROMETHEUS_TIMEOUT"
 RESPONDER_IMAGE_VARIABLE = "BALLAST_RESPONDER_IMAGE"
+WEBHOOK_ALLOW_HOSTS_VARIABLE = "BALLAST_WEBHOOK_ALLOW_HOSTS"
 
 
 @kopf.on.startup()
@@ -52,6 +54,10 @@ async def start_reconciler(memo: kopf.Memo, **kwargs: Any) -> None:
         references=references,
         responder_image=image,
         children=children,
+        webhooks=WebhookCaller(
+            OutboundPolicy.allowing(os.environ.get(WEBHOOK_ALLOW_HOSTS_VARIABLE, "").split(",")),
+            ServiceAccountTokens(api),
+        ),
     )
     memo["api"] = api
     memo["reconciler"] = reconciler

@@ -286,6 +286,14 @@ class KubeApi:
         assert result is not None
         return result
 
+    async def create_subresource(
+        self, resource: Resource, namespace: str, name: str, subresource: str, body: Object
+    ) -> Object:
+        """POST to a subresource, such as a ServiceAccount's `token` (a TokenRequest)."""
+        result = await self._request("POST", resource.path(namespace, name, subresource), json=body)
+        assert result is not None
+        return result
+
     async def delete(self, resource: Resource, namespace: str, name: str) -> None:
         self.forget(resource, namespace, name)
         try:

@@ -44,6 +44,10 @@ KILL_SWITCHES = Resource("ballast.dev", "v1alpha1", "killswitches", kind="KillSw
 CLUSTER_KILL_SWITCHES = Resource(
     "ballast.dev", "v1alpha1", "clusterkillswitches", namespaced=False, kind="ClusterKillSwitch"
 )
+SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", kind="ServiceAccount")
+SELF_SUBJECT_REVIEWS = Resource(
+    "authentication.k8s.io", "v1", "selfsubjectreviews", namespaced=False, kind="SelfSubjectReview"
+)
 LEASES = Resource("coordination.k8s.io", "v1", "leases", kind="Lease")
 
 # The children and the routes the operator writes, by kind: a watch event names the kind, and the client forgets

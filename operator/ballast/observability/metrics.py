@@ -30,6 +30,7 @@ burn_rate = Gauge(
     "The stable revision's error-budget burn rate per window of contract.afterPromotion (last check).",
     ["namespace", "name", "window"],
 )
+webhook_calls = Counter("ballast_webhook_calls", "Webhook calls by type and outcome.", ["type", "outcome"])
 leader = Gauge("ballast_leader", "1 while this replica holds the lease and writes; 0 on a standby.")
 reconcile_errors = Counter(
     "ballast_reconcile_errors", "Reconciles that failed and will be retried.", ["namespace", "name"]

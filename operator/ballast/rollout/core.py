@@ -13,7 +13,7 @@ from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.status import Analysis, ModelDeploymentStatus, Phase, RevisionStatus, Weights
 from ballast.api.timestamps import format_due, format_time, parse_time
 from ballast.api.types import parse_duration
-from ballast.rollout import budgets, contract_watch, killswitch, refusals
+from ballast.rollout import budgets, contract_watch, gates, killswitch, refusals
 from ballast.rollout.check_scope import SHADOW_STEP, judged_step, measured_now
 from ballast.rollout.conditions import not_acted_on, set_conditions
 from ballast.rollout.context import Context, Decision, Event, set_phase
@@ -41,6 +41,8 @@ def decide(
         return _conclude(ctx)
     killswitch.begin(ctx)
     contract_watch.begin(ctx)
+    gates.forget_removed(ctx)
+    gates.record_notifications(ctx)
     if s.phase == "Failed":
         # Failed means the last spec could not be acted on; this one can: resume where status stands.
         s.phase = "Progressing" if s.canary_revision else "Stable"
@@ -167,9 +169,14 @@ def _rollback(ctx: Context, reason: str, message: str) -> None:
     ctx.record("rollback", reason, f"Rolled back canary {canary}: {message}", revision=canary, step=step, warning=True)
 
 
+def _is_new(ctx: Context, name: str, token: str | None) -> bool:
+    """Whether an annotation value has not been acted on yet."""
+    return token is not None and ctx.status.handled_commands.get(name) != token
+
+
 def _command(ctx: Context, name: str, token: str | None) -> bool:
     """True once per new annotation value."""
-    if token is None or ctx.status.handled_commands.get(name) == token:
+    if token is None or not _is_new(ctx, name, token):
         return False
     ctx.status.handled_commands = {**ctx.status.handled_commands, name: token}
     return True
@@ -207,7 +214,9 @@ def _progress_canary(ctx: Context) -> None:
     if judged and _judge(ctx):
         return  # rolled back on the contract
     if s.current_step is None:
-        if _shadowing(ctx, since):
+        if _gated(ctx, "pre-rollout", None) or _shadowing(ctx, since):
+            return
+        if len(steps) == 1 and _gated(ctx, "confirm-promotion", None):
             return
         _enter_step(ctx, 0)
         return
@@ -220,7 +229,7 @@ def _progress_canary(ctx: Context) -> None:
         ctx.record("resume", "Resumed", "Rollout resumed", revision=canary, step=s.current_step)
         s.phase = _step_phase(ctx, s.current_step)
     step = steps[s.current_step]
-    promoted = _command(ctx, "promote", obs.commands.promote)
+    promoted = _is_new(ctx, "promote", obs.commands.promote)
     hold = parse_duration(step.pause or spec.rollout.interval)
     checked = not (step.analysis and spec.contract.objectives) or s.passed_step == s.current_step
     if not promoted and (step.approval or ctx.now - since < hold or not checked):
@@ -236,12 +245,32 @@ def _progress_canary(ctx: Context) -> None:
             f"step {s.current_step + 1}/{len(steps)} at {step.weight}%: waiting for {waiting}",
         )
         return
+    if _gated(ctx, "rollout", s.current_step):
+        return  # a promote waits with the gate: its token is taken only when the step is left
+    if s.current_step + 2 == len(steps) and _gated(ctx, "confirm-promotion", s.current_step):
+        return
     if promoted:
+        _command(ctx, "promote", obs.commands.promote)
         _record_manual_promote(ctx, approval=step.approval)
     if s.current_step + 1 < len(steps):
         _enter_step(ctx, s.current_step + 1)
     else:
         _promote(ctx)
+
+
+def _gated(ctx: Context, kind: str, step: int | None) -> bool:
+    """True while the gates of `kind` hold the canary at this point (or once one has rolled it back)."""
+    held = gates.hold_at(ctx, kind, step)
+    if isinstance(held, gates.Rollback):
+        _rollback(ctx, held.reason, held.message)
+        return True
+    if held is not None:
+        steps = ctx.spec.rollout.effective_steps()
+        where = "before its first step" if step is None else f"at step {step + 1}/{len(steps)}"
+        set_phase(ctx, "Progressing" if step is None else _step_phase(ctx, step),
+                  f"canary {ctx.status.canary_revision} {where}: {held}")  # fmt: skip
+        return True
+    return False
 
 
 _SIGNIFICANT = 2  # digits: noise below this does not rewrite status
@@ -500,5 +529,6 @@ def _next_due(ctx: Context) -> str | None:
         due.extend(moment for moment in waited if moment >= ctx.now)
     if s.canary_revision and s.inconclusive_since and s.phase in ("Progressing", "Promoting", "Paused") and not frozen:
         due.append(parse_time(s.inconclusive_since) + parse_duration(spec.rollout.inconclusive_deadline))
+    due.extend(gates.next_due(ctx))
     due.extend(parse_time(r.retire_at) for r in s.revisions if r.retire_at and not _serving_as_fallback(ctx, r.name))
     return format_due(min(due)) if due else None

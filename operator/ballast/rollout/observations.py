@@ -61,6 +61,22 @@ class Refusal:
 
 
 @dataclass(frozen=True)
+class GateResult:
+    """A finished webhook call, bound to the point it was made for (canary revision, step)."""
+
+    name: str
+    type: str
+    revision: str | None
+    step: int | None
+    outcome: str  # Passed, Refused or Error
+    at: str  # when the call finished (RFC 3339): a result is applied once
+    code: int | None = None
+    latency_seconds: float | None = None
+    scores: Mapping[str, float] = field(default_factory=dict)
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class Observations:
     revisions: Mapping[str, RevisionObservation] = field(default_factory=dict)
     commands: Commands = field(default_factory=Commands)
@@ -82,6 +98,8 @@ class Observations:
     burn: BurnReading | None = None
     # The ModelDeployment's name (names the KillSwitch the watch creates).
     deployment_name: str = ""
+    # Finished webhook calls not yet written to status, by webhook name.
+    gate_results: Mapping[str, GateResult] = field(default_factory=dict)
 
     def of(self, revision: str | None) -> RevisionObservation:
         return self.revisions.get(revision or "", RevisionObservation(exists=False))

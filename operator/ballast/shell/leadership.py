@@ -46,6 +46,7 @@ class Leadership:
         self.reconciler.checks.forget_all()
         self.reconciler.usage.forget_all()
         self.reconciler.watch.forget_all()
+        self.reconciler.gates.forget_all()
         await self.reconciler.runner.pause()
         await self.dispatcher.runner.pause()
 

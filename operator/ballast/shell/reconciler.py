@@ -11,6 +11,7 @@ a route's JSON patch) is a lost race: decided again at once, on fresh state, wit
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Hashable
@@ -26,6 +27,7 @@ from ballast.api.revision import revision_hash
 from ballast.api.status import ModelDeploymentStatus
 from ballast.api.timestamps import format_time, parse_time
 from ballast.api.types import Condition
+from ballast.hooks.caller import WebhookCaller
 from ballast.kube.client import ApiError, KubeApi
 from ballast.kube.resources import MODEL_DEPLOYMENTS
 from ballast.observability import metrics
@@ -37,6 +39,7 @@ from ballast.shell.burn_watch import BurnWatch
 from ballast.shell.children import Children
 from ballast.shell.cluster_view import ClusterView
 from ballast.shell.contract_checks import ContractChecks
+from ballast.shell.gate_calls import GateCalls
 from ballast.shell.observe import Observed, fallback_service, observe
 from ballast.shell.operator_switch import apply_operator_switch
 from ballast.shell.per_key_runner import PerKeyRunner
@@ -69,6 +72,7 @@ class Reconciler:
         references: ReferenceView,
         children: Children,
         responder_image: str = DEFAULT_IMAGE,
+        webhooks: WebhookCaller | None = None,
     ) -> None:
         self.api = api
         self.children = children
@@ -80,6 +84,7 @@ class Reconciler:
         self.checks = ContractChecks(provider, self.notify)
         self.usage = UsageMeter(provider, self.notify)
         self.watch = BurnWatch(provider, self.notify)
+        self.gates = GateCalls(webhooks, self.notify, clock)
         self.due: dict[Key, datetime] = {}
         self.races: dict[Key, int] = {}  # lost races in a row, per key
         self.written: dict[Key, str] = {}  # the resourceVersion of the last status this reconciler wrote
@@ -117,12 +122,14 @@ class Reconciler:
         self.checks.forget(key)
         self.usage.forget(key)
         self.watch.forget(key)
+        self.gates.forget(key)
         self.written.pop(key, None)
         self._watch_references(key, set(), set(), set())
         metrics.forget(namespace, name)
 
     async def stop(self) -> None:
         await self.runner.stop()
+        await self.gates.stop()
         await self.usage.stop()
         await self.watch.stop()
         await self.checks.stop()  # last: it closes the provider all three use
@@ -225,7 +232,8 @@ class Reconciler:
         verdict, burn = self.checks.verdict(key), self.watch.verdict(key)
         seen = await observe(self.api, self.view, self.references, md, spec, status, desired, children, verdict,
                              self.usage.usage(key), burn)  # fmt: skip
-        observations = seen.observations
+        answered = self.gates.results(key)
+        observations = dataclasses.replace(seen.observations, gate_results=answered)
         decision = decide(spec, desired, md["metadata"].get("generation", 1), status, observations, now)
         templates = {r["metadata"]["labels"][render.REVISION_LABEL]: r["data"] for r in children.revisions}
         self._report_acceptance(md, spec, status, decision.status, templates, seen, format_time(now))
@@ -241,6 +249,9 @@ class Reconciler:
         self.checks.track(key, spec, decision.status, now)
         self.usage.track(key, spec, decision.status, now)
         self.watch.track(key, spec, decision.status, now)
+        self.gates.written(key, answered)
+        self.gates.track(key, md, spec, decision.status, now)
+        self.gates.announce(key, md, spec, decision.status, decision.history)
         # Events go out beside the act step: a person reads them, traffic must not wait for them.
         events = asyncio.create_task(post_events(self.api, md, decision.events, now))
         try:
