@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import ssl
+import subprocess
+import sys
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -184,3 +189,13 @@ def create_raw(cluster: Cluster, text: str, namespace: str) -> tuple[int, str]:
         timeout=30,
     )
     return response.status_code, str(response.json().get("message", ""))
+
+
+Plugin = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def plugin_command(cluster: Cluster, *args: str) -> tuple[list[str], dict[str, str]]:
+    """The real kubectl, finding `kubectl-ballast` on PATH; the cluster through $KUBECONFIG, as a person has it."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path, "KUBECONFIG": str(cluster.kubeconfig)}
+    return [str(cluster.binaries.kubectl), "ballast", *args], env

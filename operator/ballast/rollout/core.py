@@ -13,7 +13,7 @@ from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.status import Analysis, ModelDeploymentStatus, Phase, RevisionStatus, Weights
 from ballast.api.timestamps import format_due, format_time, parse_time
 from ballast.api.types import parse_duration
-from ballast.rollout import killswitch, refusals
+from ballast.rollout import approvals, killswitch, refusals
 from ballast.rollout.check_scope import SHADOW_STEP, judged_step, measured_now
 from ballast.rollout.conditions import set_conditions
 from ballast.rollout.context import Context, Decision, Event, set_phase
@@ -55,6 +55,7 @@ def decide(
     _collect_garbage(ctx)
     _size_revisions(ctx)
     killswitch.settle(ctx)
+    approvals.update(ctx)
     s.next_check_at = _next_due(ctx)
     return _conclude(ctx)
 
@@ -209,6 +210,10 @@ def _progress_canary(ctx: Context) -> None:
     promoted = _command(ctx, "promote", obs.commands.promote)
     hold = parse_duration(step.pause or spec.rollout.interval)
     checked = not (step.analysis and spec.contract.objectives) or s.passed_step == s.current_step
+    timeout = step.approval_timeout
+    if not promoted and timeout is not None and timeout.action == "rollback" and approvals.timed_out(ctx, step):
+        _rollback(ctx, "ApprovalTimedOut", f"step {s.current_step + 1} was not approved within {timeout.after}")
+        return
     if not promoted and (step.approval or ctx.now - since < hold or not checked):
         if step.approval:
             waiting = "a manual promote"
@@ -479,4 +484,7 @@ def _next_due(ctx: Context) -> str | None:
     if s.canary_revision and s.inconclusive_since and s.phase in ("Progressing", "Promoting", "Paused") and not frozen:
         due.append(parse_time(s.inconclusive_since) + parse_duration(spec.rollout.inconclusive_deadline))
     due.extend(parse_time(r.retire_at) for r in s.revisions if r.retire_at and not _serving_as_fallback(ctx, r.name))
+    approval_due = approvals.next_due(ctx)
+    if approval_due is not None and not frozen and approval_due >= ctx.now:
+        due.append(approval_due)
     return format_due(min(due)) if due else None
