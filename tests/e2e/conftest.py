@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from ballast.devstack.cluster import Cluster
 from ballast.devstack.dataplane import DataPlane
 from ballast.devstack.operator_process import Operator
 from ballast.devstack.operator_process import operator_kubeconfig as make_operator_kubeconfig
+from tests.e2e.helpers import Plugin, plugin_command
 from tests.e2e.stall import Stall
 from tests.e2e.switch import Switch
 
@@ -150,3 +152,14 @@ def mirroring_gateway(cluster: Cluster) -> dict[str, str]:
         "patch", "gatewayclass", "mirroring", "--subresource=status", "--type=merge", "-p", json.dumps(features)
     )
     return {"name": "mirroring-gateway", "namespace": "default"}
+
+
+@pytest.fixture
+def kubectl_ballast(cluster: Cluster, namespace: str) -> Plugin:
+    """`kubectl ballast <args> -n <the test's namespace>` through the real kubectl."""
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command, env = plugin_command(cluster, *args, "-n", namespace)
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    return run

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import ssl
+import subprocess
+import sys
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -208,3 +213,13 @@ def create_raw(cluster: Cluster, text: str, namespace: str) -> tuple[int, str]:
         timeout=30,
     )
     return response.status_code, str(response.json().get("message", ""))
+
+
+Plugin = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def plugin_command(cluster: Cluster, *args: str) -> tuple[list[str], dict[str, str]]:
+    """The real kubectl, finding `kubectl-ballast` on PATH; the cluster through $KUBECONFIG, as a person has it."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path, "KUBECONFIG": str(cluster.kubeconfig)}
+    return [str(cluster.binaries.kubectl), "ballast", *args], env

@@ -52,7 +52,7 @@ def kill_switch(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
         "apiVersion": "ballast.dev/v1alpha1",
         "kind": "KillSwitch",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"reason": "answers cite a withdrawn policy", "requestedBy": "oncall@example.com", **spec},
+        "spec": {"reason": "answers cite a withdrawn policy", **spec},
     }
 
 
@@ -95,7 +95,12 @@ def test_a_kill_switch_sends_every_request_to_the_fallback_and_deleting_it_resto
     state = switched["killSwitch"]
     assert (state["engaged"], state["fallback"], state["captured"]) == (True, "rules", False)
     source = state["sources"][0]
-    assert (source["kind"], source["name"], source["requestedBy"]) == ("KillSwitch", "incident", "oncall@example.com")
+    # No requestedBy (admission lets only the writer name themselves): status names the tool that created it.
+    assert (source["kind"], source["name"], source["requestedBy"]) == (
+        "KillSwitch",
+        "incident",
+        "kubectl-client-side-apply",
+    )
     assert source["reason"] == "answers cite a withdrawn policy"
     assert state["resume"]["weights"]["canary"] == 30
     # Traefik cannot mirror: users get the fallback and the route carries no filter that would fail them.

@@ -4,10 +4,8 @@ the operator and real traffic: wait, approve, status of a real rollback, kill an
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +15,20 @@ from ballast.api.annotations import APPROVED_BY_ANNOTATION, PROMOTE_ANNOTATION
 from ballast.devstack.cluster import Cluster, wait_until
 from ballast.devstack.dataplane import DataPlane
 from ballast.kubectl.outcome import Outcome
-from tests.e2e.helpers import apply, change_template, model_deployment, send, status, wait_serving, wait_status
+from tests.e2e.helpers import (
+    Plugin,
+    apply,
+    change_template,
+    model_deployment,
+    plugin_command,
+    send,
+    status,
+    wait_serving,
+    wait_status,
+)
 from tests.e2e.test_analysis import LATENCY, analysed, deploy_then_change
 from tests.e2e.test_killswitch import SWITCH_BOUND, kill_switch, rules_service, with_fallbacks
 from tests.e2e.test_roles import APPROVER, EDITOR, people  # noqa: F401  (the fixture binding the chart's roles)
-
-Plugin = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def plugin_command(cluster: Cluster, *args: str) -> tuple[list[str], dict[str, str]]:
-    """The real kubectl, finding `kubectl-ballast` on PATH; the cluster through $KUBECONFIG, as a person has it."""
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "PATH": path, "KUBECONFIG": str(cluster.kubeconfig)}
-    return [str(cluster.binaries.kubectl), "ballast", *args], env
-
-
-@pytest.fixture
-def kubectl_ballast(cluster: Cluster, namespace: str) -> Plugin:
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        command, env = plugin_command(cluster, *args, "-n", namespace)
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
-
-    return run
 
 
 def start_wait(cluster: Cluster, namespace: str, name: str, timeout: str = "3m") -> subprocess.Popen[str]:

@@ -98,6 +98,7 @@ NEEDED = (
 
 
 APPROVALS_POLICY_NAME = "ballast-trusted-approvals"
+REQUESTED_BY_POLICY_NAME = "ballast-switch-requester"
 APPROVE_VERB = "approve"
 _LABELS = {"app.kubernetes.io/part-of": "ballast"}
 
@@ -114,8 +115,13 @@ def _changed(key: str) -> str:
     return f"({now} != '' && (oldObject == null || {before} != {now}))"
 
 
-def _policy(name: str, condition: dict[str, str], validations: list[dict[str, str]]) -> dict[str, Any]:
-    """A policy on ModelDeployments (create and update) that judges only what `condition` selects."""
+def _policy(
+    name: str,
+    condition: dict[str, str],
+    validations: list[dict[str, str]],
+    resources: tuple[str, ...] = ("modeldeployments",),
+) -> dict[str, Any]:
+    """A policy on `resources` (create and update) that judges only what `condition` selects."""
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
@@ -128,7 +134,7 @@ def _policy(name: str, condition: dict[str, str], validations: list[dict[str, st
                         "apiGroups": [GROUP],
                         "apiVersions": ["*"],
                         "operations": ["CREATE", "UPDATE"],
-                        "resources": ["modeldeployments"],
+                        "resources": list(resources),
                     }
                 ]
             },
@@ -204,12 +210,36 @@ def trusted_approvals_policy() -> dict[str, Any]:
     )
 
 
+def requested_by_policy() -> dict[str, Any]:
+    """A switch's `requestedBy`, when set, names the user writing it (as the API server authenticated them),
+    so status and Events never show whom someone claimed. A switch from Git leaves it unset, and status then
+    names the field manager that created it; changing anything else keeps the original requester."""
+    requested = "object.spec.requestedBy"
+    changed = (
+        f"has({requested}) && (oldObject == null || !has(oldObject.spec.requestedBy) || "
+        f"oldObject.spec.requestedBy != {requested})"
+    )
+    message = (
+        f"'spec.requestedBy must name the user writing it: it says ' + {requested} + ' but the request is from ' + "
+        "request.userInfo.username + ' (set it to your own name, or leave it out and status records the writer)'"
+    )
+    return _policy(
+        REQUESTED_BY_POLICY_NAME,
+        {"name": "requested-by-set-or-changed", "expression": changed},
+        [{"expression": f"{requested} == request.userInfo.username", "messageExpression": message,
+          "reason": "Forbidden"}],
+        resources=("killswitches", "clusterkillswitches"),
+    )  # fmt: skip
+
+
 def policy_manifests() -> list[dict[str, Any]]:
     return [
         no_escalation_policy(),
         _binding(POLICY_NAME),
         trusted_approvals_policy(),
         _binding(APPROVALS_POLICY_NAME),
+        requested_by_policy(),
+        _binding(REQUESTED_BY_POLICY_NAME),
     ]
 
 

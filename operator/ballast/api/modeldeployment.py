@@ -449,13 +449,44 @@ class BudgetsSpec(SpecModel):
 # -------------------------------------------------------------------------------------- rollout
 
 
+class ApprovalTimeout(SpecModel):
+    """What happens when nobody approves a step in time."""
+
+    after: Deadline = Field(description="How long the step waits for a person once it starts (1s to 168h).")
+    action: Literal["rollback", "hold"] = Field(
+        default="rollback",
+        description="rollback: the canary is rolled back; hold: it keeps waiting, with a Warning Event and "
+        "status.pendingApproval.overdue.",
+    )
+
+
 class Step(SpecModel):
     """One canary step."""
+
+    __cel_rules__ = (
+        Rule(
+            "!has(self.approvalTimeout) || (has(self.approval) && self.approval)",
+            "approvalTimeout needs approval: true on the same step (only a step that waits for a person can time out)",
+            field_path=".approvalTimeout",
+        ),
+    )
 
     weight: Percent = Field(description="Percent of traffic the canary serves during this step.")
     pause: Hold | None = Field(default=None, description="Hold the step at least this long (at most 168h).")
     approval: bool = Field(default=False, description="Wait for a manual promote before leaving the step.")
+    approval_timeout: ApprovalTimeout | None = Field(
+        default=None, description="With approval: what happens when nobody approves in time (default: wait forever)."
+    )
     analysis: bool = Field(default=True, description="Judge the contract before leaving the step.")
+
+
+class Owner(SpecModel):
+    """Who answers for this model: named in every automatic decision's Event and every webhook call."""
+
+    team: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(description="The owning team.")
+    escalation: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
+        default=None, description="Whom to reach in an incident: a pager, an e-mail address or a channel."
+    )
 
 
 def _default_steps() -> list[Step]:
@@ -783,6 +814,7 @@ class ModelDeploymentSpec(SpecModel):
         ),
     )
 
+    owner: Owner | None = Field(default=None, description="Who answers for this model (team, escalation contact).")
     model: ModelSpec = Field(description="What runs.")
     traffic: TrafficSpec = Field(description="How requests reach the revisions.")
     contract: ContractSpec = Field(default_factory=ContractSpec, description="What the model must honour.")

@@ -78,6 +78,7 @@ MODEL_DEPLOYMENT = Resource(
         PrinterColumn("Stable", ".status.stableRevision", "string", "Stable revision."),
         PrinterColumn("Canary", ".status.canaryRevision", "string", "Canary revision."),
         PrinterColumn("Weight", ".status.weights.canary", "integer", "Percent of traffic to the canary."),
+        PrinterColumn("Approval", ".status.pendingApproval.step", "integer", "The step waiting for a person."),
         PrinterColumn("Killed", ".status.killSwitch.engaged", "boolean", "Whether the kill switch is engaged."),
         _AGE,
     ),

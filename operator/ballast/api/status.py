@@ -280,6 +280,17 @@ class HistoryEntry(StatusModel):
     values: dict[str, float] = Field(default_factory=dict, description="The numbers behind the decision.")
 
 
+class PendingApproval(StatusModel):
+    """A step waiting for a person."""
+
+    step: int = Field(description="The step waiting (1-based, as `kubectl ballast` and Events count).")
+    revision: str = Field(description="The canary revision to approve.")
+    since: str = Field(description="When the step started waiting (RFC 3339).")
+    deadline: str | None = Field(default=None, description="When approvalTimeout acts (RFC 3339).")
+    on_timeout: str | None = Field(default=None, description="What it does then: rollback or hold.")
+    overdue: bool = Field(default=False, description="The deadline has passed and the step holds (action hold).")
+
+
 class ModelDeploymentStatus(StatusModel):
     """The observed state of a model deployment."""
 
@@ -314,6 +325,7 @@ class ModelDeploymentStatus(StatusModel):
         default_factory=WatchStatus, description="The burn-rate watch over the stable revision."
     )
     kill_switch: KillSwitchStatus = Field(default_factory=KillSwitchStatus, description="Kill-switch state.")
+    pending_approval: PendingApproval | None = Field(default=None, description="A step waiting for a person.")
     handled_commands: dict[str, str] = Field(
         default_factory=dict,
         description="The last promote/abort annotation value acted on, per command, so each acts once.",

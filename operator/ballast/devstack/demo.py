@@ -150,7 +150,7 @@ class Scenario:
     def kill_switch(self) -> None:
         switch = {"apiVersion": "ballast.dev/v1alpha1", "kind": "KillSwitch",
                   "metadata": {"name": "incident-4711", "namespace": self.namespace},
-                  "spec": {"selector": {"matchLabels": {"team": "support"}}, "requestedBy": "oncall@example.com",
+                  "spec": {"selector": {"matchLabels": {"team": "support"}},
                            "reason": "answers cite a withdrawn policy document"}}  # fmt: skip
         started = time.monotonic()
         self.apply([switch])

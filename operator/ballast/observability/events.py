@@ -28,9 +28,34 @@ def _events_namespace(obj: dict[str, Any]) -> str:
     return namespace
 
 
+OWNER_TEAM_ANNOTATION = "ballast.dev/owner-team"
+OWNER_ESCALATION_ANNOTATION = "ballast.dev/owner-escalation"
+MESSAGE_LIMIT = 1024
+
+
+def owner_of(obj: dict[str, Any]) -> dict[str, str]:
+    """spec.owner of a ModelDeployment as Event annotations ({} when none is declared)."""
+    owner = (obj.get("spec") or {}).get("owner") or {} if obj.get("kind") == "ModelDeployment" else {}
+    found = {OWNER_TEAM_ANNOTATION: owner.get("team"), OWNER_ESCALATION_ANNOTATION: owner.get("escalation")}
+    return {key: str(value) for key, value in found.items() if value}
+
+
+def _message(event: Event, owner: dict[str, str]) -> str:
+    """The Event's sentence; with an owner, who answers for it, kept whole when the sentence is cut."""
+    if not owner:
+        return event.message[:MESSAGE_LIMIT]
+    whom = owner[OWNER_TEAM_ANNOTATION]
+    if OWNER_ESCALATION_ANNOTATION in owner:
+        whom += f", escalation {owner[OWNER_ESCALATION_ANNOTATION]}"
+    suffix = f" [owner {whom}]"
+    return event.message[: max(0, MESSAGE_LIMIT - len(suffix))] + suffix
+
+
 def event_manifest(obj: dict[str, Any], event: Event, now: datetime) -> dict[str, Any]:
-    """An Event about `obj` (a ModelDeployment or a switch; cluster-scoped objects have no namespace)."""
+    """An Event about `obj` (a ModelDeployment or a switch; cluster-scoped objects have no namespace). A
+    ModelDeployment's names its owner (spec.owner) in the message and in annotations alert routers can read."""
     metadata = obj["metadata"]
+    owner = owner_of(obj)
     stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     involved = {
         "apiVersion": obj["apiVersion"],
@@ -44,10 +69,14 @@ def event_manifest(obj: dict[str, Any], event: Event, now: datetime) -> dict[str
     return {
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"generateName": f"{metadata['name']}.", "namespace": _events_namespace(obj)},
+        "metadata": {
+            "generateName": f"{metadata['name']}.",
+            "namespace": _events_namespace(obj),
+            **({"annotations": owner} if owner else {}),
+        },
         "involvedObject": involved,
         "reason": event.reason,
-        "message": event.message[:1024],
+        "message": _message(event, owner),
         "type": event.type,
         "source": {"component": COMPONENT},
         "reportingComponent": f"ballast.dev/{COMPONENT}",

@@ -29,7 +29,6 @@ from ballast.rollout.conditions import condition
 from ballast.rollout.context import Context, set_phase
 
 SWITCH_SUFFIX = "-burn-rate"
-REQUESTED_BY = "ballast (contract.afterPromotion)"
 
 
 def switch_name(deployment: str) -> str:

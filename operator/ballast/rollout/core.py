@@ -13,7 +13,7 @@ from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.status import Analysis, ModelDeploymentStatus, Phase, RevisionStatus, Weights
 from ballast.api.timestamps import format_due, format_time, parse_time
 from ballast.api.types import parse_duration
-from ballast.rollout import budgets, contract_watch, gates, killswitch, refusals
+from ballast.rollout import approvals, budgets, contract_watch, gates, killswitch, refusals
 from ballast.rollout.check_scope import SHADOW_STEP, judged_step, measured_now
 from ballast.rollout.conditions import not_acted_on, set_conditions
 from ballast.rollout.context import Context, Decision, Event, set_phase
@@ -62,6 +62,7 @@ def decide(
     _size_revisions(ctx)
     killswitch.settle(ctx)
     budgets.account(ctx)
+    approvals.update(ctx)
     s.next_check_at = _next_due(ctx)
     return _conclude(ctx)
 
@@ -232,6 +233,10 @@ def _progress_canary(ctx: Context) -> None:
     promoted = _is_new(ctx, "promote", obs.commands.promote)
     hold = parse_duration(step.pause or spec.rollout.interval)
     checked = not (step.analysis and spec.contract.objectives) or s.passed_step == s.current_step
+    timeout = step.approval_timeout
+    if not promoted and timeout is not None and timeout.action == "rollback" and approvals.timed_out(ctx, step):
+        _rollback(ctx, "ApprovalTimedOut", f"step {s.current_step + 1} was not approved within {timeout.after}")
+        return
     if not promoted and (step.approval or ctx.now - since < hold or not checked):
         if step.approval:
             waiting = "a manual promote"
@@ -531,4 +536,7 @@ def _next_due(ctx: Context) -> str | None:
         due.append(parse_time(s.inconclusive_since) + parse_duration(spec.rollout.inconclusive_deadline))
     due.extend(gates.next_due(ctx))
     due.extend(parse_time(r.retire_at) for r in s.revisions if r.retire_at and not _serving_as_fallback(ctx, r.name))
+    approval_due = approvals.next_due(ctx)
+    if approval_due is not None and not frozen and approval_due >= ctx.now:
+        due.append(approval_due)
     return format_due(min(due)) if due else None

@@ -16,7 +16,6 @@ from ballast import API_VERSION
 from ballast.api.status import ModelDeploymentStatus
 from ballast.kube.client import ApiError, KubeApi
 from ballast.kube.resources import KILL_SWITCHES
-from ballast.rollout.contract_watch import REQUESTED_BY
 from ballast.shell.cluster_view import ClusterView
 from ballast.workloads import render
 
@@ -41,7 +40,9 @@ def switch_manifest(md: Manifest, name: str, reason: str) -> Manifest:
             },
             "ownerReferences": [render.owner_reference(md)],
         },
-        "spec": {"modelDeployments": [md["metadata"]["name"]], "reason": reason, "requestedBy": REQUESTED_BY},
+        # No requestedBy: admission lets only the writer name themselves, and status then names the writing
+        # field manager (ballast); the label says which part of Ballast engaged it.
+        "spec": {"modelDeployments": [md["metadata"]["name"]], "reason": reason},
     }
 
 
