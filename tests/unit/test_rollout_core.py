@@ -250,6 +250,7 @@ def test_conditions_follow_the_phase() -> None:
         "KillSwitchEngaged": "False",
         "ChildrenOwned": "True",
         "RouteAccepted": "True",
+        "CapacityAvailable": "True",
     }
 
 

@@ -86,6 +86,8 @@ def begin(ctx: Context) -> None:
     held = state.engaged or bool(state.sources)
     if held and not frozen(ctx) and s.canary_revision:
         s.step_started_at = ctx.now_text
+        if s.scaling is not None:  # its deadline, like the step's clocks, stood still while users were away
+            s.scaling = s.scaling.model_copy(update={"since": ctx.now_text})
         s.inconclusive_since = None
         s.inconclusive_checks = 0
 
