@@ -107,7 +107,7 @@ def report(ctx: Context, before: ModelDeploymentStatus) -> None:
                 "capacity", "Unschedulable", f"Pods cannot be scheduled: {shortage}",
                 revision=revision.name, step=s.current_step, warning=True, values=values,
             )  # fmt: skip
-        elif was and not revision.unschedulable:
+        elif was and not revision.unschedulable and revision.replicas > 0:  # not merely scaled to zero
             ctx.record(
                 "capacity", "Scheduled", f"Every pod of {revision.role} {revision.name} is scheduled again",
                 revision=revision.name, step=s.current_step, values=values,

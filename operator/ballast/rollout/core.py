@@ -271,7 +271,9 @@ def _progress_canary(ctx: Context) -> None:
     promoted = _command(ctx, "promote", obs.commands.promote)
     hold = parse_duration(step.pause or spec.rollout.interval)
     checked = not (step.analysis and spec.contract.objectives) or s.passed_step == s.current_step
-    if not promoted and (step.approval or ctx.now - since < hold or not checked):
+    # A scale-up in progress has passed this step's gates already: only the canary's replicas hold it.
+    gates_passed = promoted or s.scaling is not None
+    if not gates_passed and (step.approval or ctx.now - since < hold or not checked):
         if step.approval:
             waiting = "a manual promote"
         elif ctx.now - since < hold:
