@@ -153,14 +153,23 @@ def test_one_replica_writes_and_a_standby_takes_over_a_killed_leader_mid_canary_
     # No decision twice: the new leader read where the rollout stood from status.
     ids = [h["id"] for h in done["history"]]
     assert len(ids) == len(set(ids)), ids
-    assert [h["action"] for h in done["history"]] == ["deploy", "canary", "step", "kill", "release", "step", "promote"]
+    assert [h["action"] for h in done["history"]] == [
+        "deploy",
+        "canary",
+        "step",
+        "kill",
+        "release",
+        "scale-up",
+        "step",
+        "promote",
+    ]
     events = json.loads(cluster.kubectl("get", "events", "-n", namespace, "--field-selector",
                                         "involvedObject.kind=ModelDeployment,involvedObject.name=bot",
                                         "-o", "json").stdout)["items"]  # fmt: skip
     reasons = Counter(e["reason"] for e in events)
     assert reasons == Counter(
         {"Deployed": 1, "CanaryStarted": 1, "StepStarted": 2, "KillSwitchEngaged": 1, "KillSwitchReleased": 1,
-         "Promoted": 1}
+         "ScalingUp": 1, "Promoted": 1}
     ), reasons  # fmt: skip
     instances = {e["reason"]: e["reportingInstance"] for e in events}
     assert (instances["CanaryStarted"], instances["KillSwitchEngaged"]) == (leader.identity, standby.identity)

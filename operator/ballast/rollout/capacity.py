@@ -45,15 +45,16 @@ def stable_replicas(total: int, stable_weight: int, canary: int, mode: str) -> i
     return min(total, max(floor, total - canary))
 
 
-def ready_needed(total: int, weight: int, capacity: Capacity, stable_now: int) -> int:
-    """Ready canary replicas before the canary may serve `weight` percent.
+def ready_needed(total: int, weight: int, capacity: Capacity, stable_weight: int) -> int:
+    """Ready canary replicas before the canary may serve `weight` percent (the stable serving `stable_weight` now).
 
-    With a shrinking stable the last stable replicas stop only after the weight has moved, so the canary cannot
-    count on their GPUs: it needs at most what the stable leaves of `total` now.
+    A shrinking stable keeps one replica while it serves, and that one stops only after the weight has moved,
+    so the canary cannot count on its GPU: it needs at most what the stable leaves of `total`.
     """
     wanted = canary_replicas(total, weight, capacity.canary)
     if capacity.stable == "shrink":
-        wanted = min(wanted, max(1, total - stable_now))
+        left = stable_replicas(total, stable_weight, wanted, "shrink")
+        wanted = min(wanted, max(1, total - left))
     return wanted
 
 

@@ -542,10 +542,7 @@ def _ready_needed(ctx: Context, weight: int) -> int:
         return 1  # the autoscaler owns the count: one ready pod proves the revision serves
     if spec.traffic.router == "service":
         return max(1, replicas_for_share(spec.model.replicas, weight))
-    stable = _revision(ctx, s.stable_revision) if s.stable_revision else None
-    return capacity.ready_needed(
-        spec.model.replicas, weight, spec.rollout.capacity, stable.replicas if stable else spec.model.replicas
-    )
+    return capacity.ready_needed(spec.model.replicas, weight, spec.rollout.capacity, s.weights.stable)
 
 
 def _carries_its_weight(ctx: Context) -> bool:
@@ -619,7 +616,8 @@ def _next_due(ctx: Context) -> str | None:
             waited = [started + parse_duration(spec.rollout.progress_deadline)]
         else:
             step = spec.rollout.effective_steps()[s.current_step]
-            waited = [] if step.approval else [started + parse_duration(step.pause or spec.rollout.interval)]
+            passed = step.approval or s.scaling is not None  # a scale-up waits on replicas, not this clock
+            waited = [] if passed else [started + parse_duration(step.pause or spec.rollout.interval)]
         # A wait that is over leaves the step waiting on a check or a person, whose answer wakes it: a time
         # already past would wake it every tick for nothing.
         due.extend(moment for moment in waited if moment >= ctx.now)
