@@ -21,6 +21,7 @@ from ballast.rollout.observations import Commands, RevisionObservation
 from ballast.shell.observe import observe_revisions
 from ballast.workloads.render import gpus_per_pod
 from tests.unit.test_killswitch import RULES_OK
+from tests.unit.test_killswitch_hold import stopping_spec
 from tests.unit.test_rollout_core import SWITCH, Run
 
 TOTALS = st.integers(min_value=0, max_value=1000)
@@ -355,3 +356,22 @@ def test_capacity_totals_add_up_over_revisions() -> None:
     totals = run.status.capacity
     assert (totals.replicas, totals.ready_replicas, totals.requested_gpus) == (5, 5, 5)
     assert math.isclose(totals.replica_hours, 0.0, abs_tol=0.01)
+
+
+def test_a_stopped_model_restarts_at_its_sizes_and_users_return_once_its_ready_replicas_carry_their_shares() -> None:
+    run = Run(stopping_spec(drain="1s"))
+    run.fallbacks = {"rules": RULES_OK}
+    run.to_first_step()  # stable aaa 90% on 2 replicas, canary bbb 10% on 1
+    run.switches = (SWITCH,)
+    run.step("bbb", 1)
+    run.step("bbb", 1)
+    assert sizes(run) == {"aaa": 0, "bbb": 0}
+    run.observed = {"aaa": RevisionObservation(), "bbb": RevisionObservation()}
+    run.switches = ()
+    run.step("bbb", 1)
+    assert sizes(run) == {"aaa": 2, "bbb": 1}  # the sizes it had, not a full-size canary
+    run.observed = {"aaa": ready(1), "bbb": ready(1)}
+    assert run.step("bbb", 1).status.weights.fallback == 100  # one stable replica cannot carry 90%
+    run.observed = {"aaa": ready(2), "bbb": ready(1)}
+    back = run.step("bbb", 1)
+    assert (back.status.weights.stable, back.status.weights.canary, back.status.weights.fallback) == (90, 10, 0)
