@@ -99,7 +99,8 @@ def test_a_healthy_canary_is_promoted_through_every_step(
     assert done["phase"] == "Stable"
     # A first check may hold (the canary's window is still filling up); the walk itself is complete.
     walk = [h["action"] for h in done["history"] if h["action"] != "check-held"]
-    assert walk == ["deploy", "canary", "step", "step", "step", "promote"]
+    # One replica carries 30% of 2; the canary scales up to two before it serves 60%.
+    assert walk == ["deploy", "canary", "step", "scale-up", "step", "step", "promote"]
     checked = done["lastAnalysis"]
     assert checked["verdict"] == "Passed"
     assert {o["name"] for o in checked["objectives"]} == {"p95-latency", "error-rate"}

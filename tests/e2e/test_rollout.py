@@ -100,7 +100,8 @@ def test_a_template_change_walks_the_steps_and_the_split_follows(
     revisions = wait_revisions_match_deployments(cluster, namespace, "walk")
     assert {r["role"]: r["readyReplicas"] for r in revisions} == {"stable": 2, "previous": 2}
     actions = [h["action"] for h in done["history"]]
-    assert actions == ["deploy", "canary", "step", "step", "promote"]
+    # The canary runs one replica at 30% of 2 and scales up to two before it serves 100%.
+    assert actions == ["deploy", "canary", "step", "scale-up", "step", "promote"]
     described = cluster.kubectl("describe", "mdep", "walk", "-n", namespace).stdout
     for reason in ("Deployed", "CanaryStarted", "StepStarted", "Promoted"):
         assert reason in described

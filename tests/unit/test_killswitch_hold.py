@@ -133,7 +133,7 @@ def test_stop_pods_stops_the_model_after_the_drain_and_restores_it_before_users_
     run.to_first_step()
     run.switches = (SWITCH,)
     engaged = run.step("bbb", 1)
-    assert replicas(run) == {"aaa": 2, "bbb": 2}  # in-flight requests drain first
+    assert replicas(run) == {"aaa": 2, "bbb": 1}  # in-flight requests drain first (the canary: 10% of 2)
     assert engaged.status.next_check_at == "2026-11-24T12:00:32Z"
     assert run.step("bbb", 29).events == ()
     stopped = run.step("bbb", 1)
@@ -146,7 +146,7 @@ def test_stop_pods_stops_the_model_after_the_drain_and_restores_it_before_users_
     # Released: the pods start again, users stay on the fallback until both revisions of the split serve.
     run.switches = ()
     waiting = run.step("bbb", 60)
-    assert replicas(run) == {"aaa": 2, "bbb": 2}
+    assert replicas(run) == {"aaa": 2, "bbb": 1}  # the sizes it had, never more than the weights need
     assert (waiting.status.weights.fallback, waiting.status.weights.fallback_name) == (100, "rules")
     assert [e.reason for e in waiting.events] == ["KillSwitchReleasing"]
     releasing = next(c for c in waiting.status.conditions if c.type == "KillSwitchEngaged")
@@ -191,7 +191,7 @@ def test_without_stop_pods_the_model_keeps_running_under_a_switch() -> None:
     run.switches = (SWITCH,)
     run.step("bbb", 1)
     run.step("bbb", 3600)
-    assert replicas(run) == {"aaa": 2, "bbb": 2}
+    assert replicas(run) == {"aaa": 2, "bbb": 1}
 
 
 # ----------------------------------------------------------------------------------- never un-killed

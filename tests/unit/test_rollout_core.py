@@ -9,9 +9,17 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
-from ballast.api.status import HISTORY_LIMIT, Analysis, HistoryEntry, KillSwitchSource, ModelDeploymentStatus
+from ballast.api.status import (
+    HISTORY_LIMIT,
+    Analysis,
+    HistoryEntry,
+    KillSwitchSource,
+    ModelDeploymentStatus,
+    Weights,
+)
 from ballast.api.timestamps import parse_time
 from ballast.api.types import parse_duration
+from ballast.rollout.capacity import canary_replicas
 from ballast.rollout.check_scope import began_in
 from ballast.rollout.core import Decision, decide, replicas_for_share
 from ballast.rollout.observations import Commands, FallbackObservation, Observations, Refusal, RevisionObservation
@@ -289,6 +297,7 @@ def test_conditions_follow_the_phase() -> None:
         "KillSwitchEngaged": "False",
         "ChildrenOwned": "True",
         "RouteAccepted": "True",
+        "CapacityAvailable": "True",
     }
 
 
@@ -299,6 +308,7 @@ EVENTS = st.lists(
         st.tuples(st.just("template"), st.sampled_from(["r1", "r2", "r3"])),
         st.tuples(st.just("wait"), st.integers(min_value=0, max_value=400)),
         st.tuples(st.just("available"), st.sampled_from(["r1", "r2", "r3"]), st.booleans()),
+        st.tuples(st.just("ready"), st.sampled_from(["r0", "r1", "r2", "r3"]), st.integers(0, 2)),
         st.tuples(st.just("crash"), st.sampled_from(["r1", "r2", "r3"])),
         st.tuples(st.just("promote"), st.integers(0, 3)),
         st.tuples(st.just("abort"), st.integers(0, 3)),
@@ -320,6 +330,8 @@ def apply_event(run: Run, event: tuple[Any, ...], revision: str) -> str:
         run.now += timedelta(seconds=event[1])
     elif kind == "available":
         run.observed[event[1]] = RevisionObservation(available=event[2], ready_replicas=2 if event[2] else 0)
+    elif kind == "ready":
+        run.observed[event[1]] = RevisionObservation(available=event[2] > 0, ready_replicas=event[2])
     elif kind == "crash":
         run.observed[event[1]] = RevisionObservation(available=False, restarts=5)
     elif kind == "promote":
@@ -345,7 +357,28 @@ def replay(events: list[tuple[Any, ...]], model_spec: ModelDeploymentSpec | None
         before = run.status
         decision = run.step(revision)
         check_transition(before, decision.status)
+        check_capacity(run, before, decision.status)
     return run
+
+
+def _rollout_weights(status: ModelDeploymentStatus) -> Weights:
+    """The rollout's own split (under a kill switch, the one it restores)."""
+    state = status.kill_switch
+    return state.resume.weights if state.engaged and state.resume else status.weights
+
+
+def check_capacity(run: Run, before: ModelDeploymentStatus, after: ModelDeploymentStatus) -> None:
+    """A canary's weight grows only onto ready replicas that carry it; a rollback never gives it more."""
+    total = run.spec.model.replicas
+    was, now = _rollout_weights(before), _rollout_weights(after)
+    canary = after.canary_revision
+    if canary and canary == before.canary_revision and now.canary > was.canary:
+        assert after.phase != "RolledBack"
+        assert run.observed[canary].ready_replicas >= canary_replicas(total, now.canary, "weighted")
+    if after.phase == "RolledBack" and before.phase != "RolledBack":
+        assert now.canary <= was.canary
+        if run.observed.get(before.stable_revision or "", RevisionObservation()).ready_replicas >= total:
+            assert (now.stable, now.canary) == (100, 0)
 
 
 def check_transition(before: ModelDeploymentStatus, after: ModelDeploymentStatus) -> None:
@@ -370,7 +403,8 @@ def check_transition(before: ModelDeploymentStatus, after: ModelDeploymentStatus
     if before.kill_switch.sources and state.sources and same_rollout:
         assert after.current_step == before.current_step  # frozen while a switch holds it (abort aside)
     assert 0 <= weights.canary <= 100
-    if after.canary_revision is None or after.phase in ("RolledBack", "Stable"):
+    draining = any(r.name == after.canary_revision and r.role == "canary" for r in after.revisions)
+    if after.canary_revision is None or after.phase == "Stable" or (after.phase == "RolledBack" and not draining):
         assert weights.canary == 0
     same_canary = before.canary_revision == after.canary_revision and after.canary_revision is not None
     if same_canary and before.current_step is not None and after.current_step is not None:
@@ -378,9 +412,7 @@ def check_transition(before: ModelDeploymentStatus, after: ModelDeploymentStatus
         assert after.current_step - before.current_step in (0, 1)
     if after.phase == "RolledBack" and before.phase != "RolledBack":
         # Rollback restores the last stable, untouched, at full weight (behind the fallback while switched).
-        rollout = state.resume.weights if state.engaged and state.resume else weights
         assert after.stable_revision == before.stable_revision
-        assert (rollout.stable, rollout.canary) == (100, 0)
     ids = [h.id for h in after.history]
     assert len(ids) == len(set(ids))
     serving = [r for r in after.revisions if r.role in ("stable", "canary")]

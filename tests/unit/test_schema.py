@@ -104,7 +104,7 @@ def test_crd_metadata() -> None:
     version = crd["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Phase", "Stable", "Canary", "Weight", "Approval", "Killed", "Age"]
+    assert columns == ["Phase", "Stable", "Canary", "Weight", "Approval", "Killed", "GPUs", "Capacity", "Age"]
     assert crd["spec"]["scope"] == "Namespaced"
 
 

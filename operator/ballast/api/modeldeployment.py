@@ -493,6 +493,27 @@ def _default_steps() -> list[Step]:
     return [Step(weight=10, pause="2m"), Step(weight=50, pause="2m"), Step(weight=100)]
 
 
+class Capacity(SpecModel):
+    """How many replicas each revision runs during a rollout: GPUs are scarce, a canary must not double them."""
+
+    canary: Literal["weighted", "full"] = Field(
+        default="weighted",
+        description="weighted: the canary runs ceil(replicas x weight), at least one; full: spec.model.replicas.",
+    )
+    stable: Literal["full", "shrink"] = Field(
+        default="full",
+        description="full: the stable keeps spec.model.replicas until promotion (a surge of the canary's replicas); "
+        "shrink: it gives the canary's replicas up as the canary grows (no surge; at least one while it serves).",
+    )
+    previous_replicas: int | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="Replicas of the previous revision while it is kept warm for rollout.scaleDownDelay "
+        "(default spec.model.replicas; 0 only where no previousRevision fallback needs it).",
+    )
+
+
 class Shadow(SpecModel):
     """Mirror traffic to the new revision before it serves any answer."""
 
@@ -600,6 +621,9 @@ class RolloutSpec(SpecModel):
         description="The canary steps; default 10% (2m), 50% (2m), 100%.",
     )
     shadow: Shadow | None = Field(default=None, description="A mirror-only phase before the first step.")
+    capacity: Capacity = Field(
+        default_factory=Capacity, description="Replicas per revision during a rollout (for scarce GPUs)."
+    )
     webhooks: list[Webhook] = keyed_list(description="Gates and notifications.", max_length=16)
 
     def effective_steps(self) -> list[Step]:
@@ -791,6 +815,31 @@ class ModelDeploymentSpec(SpecModel):
             "a previousRevision fallback needs the previous revision kept warm: set "
             "spec.rollout.scaleDownDelay above 0s",
             field_path=".rollout.scaleDownDelay",
+        ),
+        Rule(
+            "!has(self.fallbacks) || !self.fallbacks.exists(f, has(f.previousRevision) && f.previousRevision) || "
+            "!has(self.rollout) || !has(self.rollout.capacity) || !has(self.rollout.capacity.previousReplicas) || "
+            "self.rollout.capacity.previousReplicas > 0",
+            "a previousRevision fallback needs the previous revision kept warm: set "
+            "spec.rollout.capacity.previousReplicas above 0 (or leave it unset for spec.model.replicas)",
+            field_path=".rollout.capacity.previousReplicas",
+        ),
+        Rule(
+            "!has(self.fallbacks) || !self.fallbacks.exists(f, has(f.previousRevision) && f.previousRevision) || "
+            "!has(self.rollout) || !has(self.rollout.capacity) || !has(self.rollout.capacity.stable) || "
+            "self.rollout.capacity.stable != 'shrink'",
+            "a previousRevision fallback needs the previous revision kept warm, and rollout.capacity.stable shrink "
+            "gives its replicas to the canary: use stable full, or another fallback",
+            field_path=".rollout.capacity.stable",
+        ),
+        Rule(
+            "self.traffic.router != 'service' || !has(self.rollout) || !has(self.rollout.capacity) || "
+            "((!has(self.rollout.capacity.canary) || self.rollout.capacity.canary == 'weighted') && "
+            "(!has(self.rollout.capacity.stable) || self.rollout.capacity.stable == 'full') && "
+            "!has(self.rollout.capacity.previousReplicas))",
+            "the service router sizes every revision by its share of replicas and scales the previous revision "
+            "down at promotion: rollout.capacity needs router: gateway-api",
+            field_path=".rollout.capacity",
         ),
         Rule(
             "!has(self.contract) || !has(self.contract.afterPromotion) || (has(self.contract.objectives) && "

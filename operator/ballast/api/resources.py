@@ -80,6 +80,13 @@ MODEL_DEPLOYMENT = Resource(
         PrinterColumn("Weight", ".status.weights.canary", "integer", "Percent of traffic to the canary."),
         PrinterColumn("Approval", ".status.pendingApproval.step", "integer", "The step waiting for a person."),
         PrinterColumn("Killed", ".status.killSwitch.engaged", "boolean", "Whether the kill switch is engaged."),
+        PrinterColumn("GPUs", ".status.capacity.requestedGPUs", "integer", "GPUs its desired replicas request."),
+        PrinterColumn(
+            "Capacity",
+            '.status.conditions[?(@.type=="CapacityAvailable")].reason',
+            "string",
+            "Scheduled, or Unschedulable when pods lack a resource (the condition names it).",
+        ),
         _AGE,
     ),
 )

@@ -26,8 +26,35 @@ class RevisionStatus(StatusModel):
     )
     replicas: int = Field(default=0, description="Desired replicas.")
     ready_replicas: int = Field(default=0, description="Ready replicas, as its Deployment reports them.")
+    unschedulable: int = Field(
+        default=0, description="Pods the scheduler cannot place (PodScheduled False, reason Unschedulable)."
+    )
+    requested_gpus: int = Field(
+        default=0, alias="requestedGPUs", description="GPUs (resources named */gpu) its desired replicas request."
+    )
+    replica_hours: float = Field(default=0.0, description="Ready replica-hours spent so far (what serving costs).")
     created_at: str | None = Field(default=None, description="When the revision first appeared (RFC 3339).")
     retire_at: str | None = Field(default=None, description="When a previous revision scales down (RFC 3339).")
+
+
+class ScalingStatus(StatusModel):
+    """A canary scaled up for its next step: the weight moves only once its ready replicas can carry it."""
+
+    weight: int = Field(description="The canary weight the replicas are being added for.")
+    replicas: int = Field(description="Ready canary replicas that weight needs.")
+    since: str = Field(description="When the scale-up began (RFC 3339); rollout.progressDeadline applies.")
+
+
+class CapacityStatus(StatusModel):
+    """What the deployment's revisions hold and have spent, over all revisions."""
+
+    replicas: int = Field(default=0, description="Desired replicas over all revisions.")
+    ready_replicas: int = Field(default=0, description="Ready replicas over all revisions.")
+    unschedulable: int = Field(default=0, description="Pods the scheduler cannot place.")
+    requested_gpus: int = Field(default=0, alias="requestedGPUs", description="GPUs the desired replicas request.")
+    replica_hours: float = Field(default=0.0, description="Ready replica-hours spent so far.")
+    gpu_hours: float = Field(default=0.0, alias="gpuHours", description="GPU-hours of ready replicas spent so far.")
+    accounted_at: str | None = Field(default=None, description="Until when the hours are counted (RFC 3339).")
 
 
 class Weights(StatusModel):
@@ -320,6 +347,10 @@ class ModelDeploymentStatus(StatusModel):
     gates: list[GateStatus] = keyed_list(
         description="Each webhook's last call: outcome, HTTP status, latency, scores.", max_length=16
     )
+    scaling: ScalingStatus | None = Field(
+        default=None, description="A canary scale-up the next step waits for (its weight moves once it is ready)."
+    )
+    capacity: CapacityStatus = Field(default_factory=CapacityStatus, description="Replicas, GPUs and their cost.")
     budget: BudgetStatus | None = Field(default=None, description="Budget use.")
     after_promotion: WatchStatus = Field(
         default_factory=WatchStatus, description="The burn-rate watch over the stable revision."

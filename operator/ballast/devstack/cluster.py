@@ -364,25 +364,26 @@ class Cluster:
         return self.kubectl("get", kind, name, "-n", namespace, check=False).returncode == 0
 
     def _create_nodes(self) -> None:
-        capacity = {"cpu": "32", "memory": "256Gi", "pods": "110"}
-        self.apply(
-            {
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {
-                    "name": f"kwok-node-{index}",
-                    "annotations": {FAKE_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                    "labels": {
-                        "kubernetes.io/hostname": f"kwok-node-{index}",
-                        "kubernetes.io/os": "linux",
-                        "kubernetes.io/arch": "amd64",
-                        "type": "kwok",
-                    },
-                },
-                "status": {"allocatable": capacity, "capacity": capacity},
-            }
-            for index in range(self.nodes)
-        )
+        self.apply(fake_node(f"kwok-node-{index}") for index in range(self.nodes))
+
+    def add_node(
+        self,
+        name: str,
+        *,
+        extra_capacity: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+        taints: list[dict[str, str]] | None = None,
+    ) -> None:
+        """Another kwok node, for example one that offers `nvidia.com/gpu`; Ready once kwok has taken it."""
+        self.apply([fake_node(name, extra_capacity=extra_capacity, labels=labels, taints=taints)])
+        wait_until(lambda: self._node_ready(name), 60, f"kwok node {name} to be Ready")
+
+    def _node_ready(self, name: str) -> bool:
+        result = self.kubectl("get", "node", name, "-o", "json", check=False)
+        if result.returncode != 0:
+            return False
+        conditions = json.loads(result.stdout)["status"].get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
     def _crds_established(self) -> bool:
         result = self.kubectl("get", "crd", "-o", "json", check=False)
@@ -406,6 +407,36 @@ class Cluster:
             if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
         ]
         return len(ready) >= self.nodes
+
+
+def fake_node(
+    name: str,
+    *,
+    extra_capacity: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
+    taints: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """A Node kwok plays: 32 CPUs, 256Gi, 110 pods, and any extended resources (`nvidia.com/gpu`) asked for."""
+    capacity = {"cpu": "32", "memory": "256Gi", "pods": "110", **(extra_capacity or {})}
+    node: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {FAKE_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+                **(labels or {}),
+            },
+        },
+        "status": {"allocatable": capacity, "capacity": capacity},
+    }
+    if taints:
+        node["spec"] = {"taints": taints}
+    return node
 
 
 # kwok's pod-ready stage makes a pod Ready the moment it runs. A kubelet's readiness probe waits for

@@ -10,13 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from ballast.api.modeldeployment import ModelDeploymentSpec
-from ballast.api.status import Analysis, ModelDeploymentStatus, Phase, RevisionStatus, Weights
+from ballast.api.status import Analysis, ModelDeploymentStatus, Phase, RevisionStatus, ScalingStatus, Weights
 from ballast.api.timestamps import format_due, format_time, parse_time
 from ballast.api.types import parse_duration
-from ballast.rollout import approvals, budgets, contract_watch, gates, killswitch, refusals
+from ballast.rollout import approvals, budgets, capacity, contract_watch, gates, killswitch, refusals
 from ballast.rollout.check_scope import SHADOW_STEP, judged_step, measured_now
 from ballast.rollout.conditions import not_acted_on, set_conditions
-from ballast.rollout.context import Context, Decision, Event, set_phase
+from ballast.rollout.context import Context, Decision, Event, set_phase, split_values
 from ballast.rollout.observations import Observations
 
 __all__ = ["Decision", "Event", "decide", "replicas_for_share"]
@@ -60,7 +60,9 @@ def decide(
     _retire_previous(ctx)
     _collect_garbage(ctx)
     _size_revisions(ctx)
-    killswitch.settle(ctx)
+    killswitch.settle(ctx)  # after sizing: a stopped model stays stopped whatever its sizes
+    capacity.report(ctx, status)
+    capacity.account(ctx, status)
     budgets.account(ctx)
     approvals.update(ctx)
     s.next_check_at = _next_due(ctx)
@@ -78,6 +80,8 @@ def _conclude(ctx: Context) -> Decision:
         + contract_watch.conditions(ctx)
         + not_acted_on(spec)
     )
+    if s.revisions:
+        extra.append(capacity.capacity_condition(s, observations))
     set_conditions(s, observations, ctx.now_text, extra)
     return Decision(s, tuple(ctx.events), tuple(ctx.new_history))
 
@@ -131,6 +135,7 @@ def _settle_on_stable(ctx: Context) -> None:
     s.current_step = None
     s.step_started_at = None
     s.mirror_revision = None
+    s.scaling = None
     s.weights = Weights(stable=100, canary=0)
     set_phase(ctx, "Stable", f"revision {s.stable_revision} serves 100%")
 
@@ -153,6 +158,7 @@ def _start_canary(ctx: Context, revision: str) -> None:
     s.passed_step = None
     s.inconclusive_since = None
     s.inconclusive_checks = 0
+    s.scaling = None
     s.weights = Weights(stable=100, canary=0)
     set_phase(ctx, "Progressing", f"waiting for canary {revision} to become Available")
     ctx.record("canary", "CanaryStarted", f"New revision {revision} starts as a canary", revision=revision)
@@ -162,12 +168,62 @@ def _rollback(ctx: Context, reason: str, message: str) -> None:
     s = ctx.status
     canary = s.canary_revision
     step = s.current_step
-    _retire(ctx, canary)
-    s.weights = Weights(stable=100, canary=0)
     s.current_step = None
     s.mirror_revision = None
-    set_phase(ctx, "RolledBack", f"{message}; stable {s.stable_revision} serves 100%")
-    ctx.record("rollback", reason, f"Rolled back canary {canary}: {message}", revision=canary, step=step, warning=True)
+    s.scaling = None
+    drained = _return_to_stable(ctx)
+    where = f"stable {s.stable_revision} serves 100%" if drained else _split_text(ctx)
+    set_phase(ctx, "RolledBack", f"{message}; {where}")
+    ctx.record(
+        "rollback", reason, f"Rolled back canary {canary}: {message}; {where}",
+        revision=canary, step=step, warning=True,
+        values={**split_values(s.weights),
+                "stableReadyReplicas": float(ctx.observations.of(s.stable_revision).ready_replicas)},
+    )  # fmt: skip
+
+
+def _split_text(ctx: Context) -> str:
+    s = ctx.status
+    ready = ctx.observations.of(s.stable_revision).ready_replicas
+    return (
+        f"stable {s.stable_revision} serves {s.weights.stable}% as its {ready}/{ctx.spec.model.replicas} ready "
+        f"replicas allow, canary {s.canary_revision} the other {s.weights.canary}% until the stable scales back up"
+    )
+
+
+def _return_to_stable(ctx: Context) -> bool:
+    """After a rollback, the stable takes back what its ready replicas can carry (all of it when they are all
+    ready, or when the canary has none to serve with); the canary keeps the rest, never more than it had.
+    True once the stable serves 100% and the canary is retired."""
+    s, total = ctx.status, ctx.spec.model.replicas
+    ready = ctx.observations.of(s.stable_revision).ready_replicas
+    canary_ready = ctx.observations.of(s.canary_revision).ready_replicas
+    if ready >= total or canary_ready == 0 or ctx.spec.traffic.router == "service":
+        s.weights = Weights(stable=100, canary=0)
+        _retire(ctx, s.canary_revision)
+        return True
+    stable = max(100 - s.weights.canary, min(99, 100 * ready // max(total, 1)))
+    s.weights = Weights(stable=stable, canary=100 - stable)
+    return False
+
+
+def _drain_rolled_back(ctx: Context) -> None:
+    """A rolled-back canary still serving while the stable scales back up: move its share as the stable's
+    replicas become ready."""
+    s = ctx.status
+    canary = _revision(ctx, s.canary_revision) if s.canary_revision else None
+    if canary is None or canary.role != "canary":
+        return
+    before = s.weights.canary
+    if _return_to_stable(ctx):
+        set_phase(ctx, "RolledBack", f"{s.message.split(';')[0]}; stable {s.stable_revision} serves 100%")
+        ctx.record(
+            "rollback-drained", "RollbackCompleted",
+            f"Stable {s.stable_revision} has its replicas ready and serves 100%; canary {canary.name} retired",
+            revision=canary.name, values={**split_values(s.weights), "canaryWeightBefore": float(before)},
+        )  # fmt: skip
+    elif s.weights.canary != before:
+        s.message = f"{s.message.split(';')[0]}; {_split_text(ctx)}"
 
 
 def _is_new(ctx: Context, name: str, token: str | None) -> bool:
@@ -187,6 +243,8 @@ def _progress_canary(ctx: Context) -> None:
     s, spec, obs = ctx.status, ctx.spec, ctx.observations
     canary = s.canary_revision
     if s.phase == "RolledBack":
+        if s.after_promotion.rollback is None:  # a burn-rate rollback moves its users itself (contract_watch)
+            _drain_rolled_back(ctx)
         return  # a rolled-back revision is not retried until the template changes
     if _command(ctx, "abort", obs.commands.abort):
         _rollback(ctx, "Aborted", "aborted by annotation")
@@ -204,10 +262,15 @@ def _progress_canary(ctx: Context) -> None:
         return
     deadline = parse_duration(spec.rollout.progress_deadline)
     since = parse_time(s.step_started_at) if s.step_started_at else ctx.now
-    if not seen.available:
+    if not _carries_its_weight(ctx):
         if ctx.now - since >= deadline:
-            _rollback(ctx, "ProgressDeadlineExceeded", f"canary not Available within {spec.rollout.progress_deadline}")
+            _rollback(
+                ctx, "ProgressDeadlineExceeded",
+                f"canary not Available within {spec.rollout.progress_deadline}{_capacity_note(ctx)}",
+            )  # fmt: skip
         else:
+            if s.current_step is None:
+                set_phase(ctx, "Progressing", f"waiting for canary {canary} to become Available{_capacity_note(ctx)}")
             _held_past_deadline(ctx)  # a canary held on its checks that then stops being Available: still bounded
         return
     steps = spec.rollout.effective_steps()
@@ -233,11 +296,13 @@ def _progress_canary(ctx: Context) -> None:
     promoted = _is_new(ctx, "promote", obs.commands.promote)
     hold = parse_duration(step.pause or spec.rollout.interval)
     checked = not (step.analysis and spec.contract.objectives) or s.passed_step == s.current_step
+    # A scale-up in progress has passed this step's gates already: only the canary's replicas hold it.
+    gates_passed = promoted or s.scaling is not None
     timeout = step.approval_timeout
-    if not promoted and timeout is not None and timeout.action == "rollback" and approvals.timed_out(ctx, step):
+    if not gates_passed and timeout is not None and timeout.action == "rollback" and approvals.timed_out(ctx, step):
         _rollback(ctx, "ApprovalTimedOut", f"step {s.current_step + 1} was not approved within {timeout.after}")
         return
-    if not promoted and (step.approval or ctx.now - since < hold or not checked):
+    if not gates_passed and (step.approval or ctx.now - since < hold or not checked):
         if step.approval:
             waiting = "a manual promote"
         elif ctx.now - since < hold:
@@ -258,7 +323,8 @@ def _progress_canary(ctx: Context) -> None:
         _command(ctx, "promote", obs.commands.promote)
         _record_manual_promote(ctx, approval=step.approval)
     if s.current_step + 1 < len(steps):
-        _enter_step(ctx, s.current_step + 1)
+        if _scaled_for(ctx, s.current_step + 1):
+            _enter_step(ctx, s.current_step + 1)
     else:
         _promote(ctx)
 
@@ -444,6 +510,7 @@ def _promote(ctx: Context) -> None:
     s.previous_revision, s.stable_revision, s.canary_revision = old, new, None
     s.current_step = None
     s.step_started_at = None
+    s.scaling = None
     s.weights = Weights(stable=100, canary=0)
     set_phase(ctx, "Stable", f"revision {new} promoted and serves 100%")
     ctx.record("promote", "Promoted", f"Revision {new} promoted; {old} stays warm until scale-down", revision=new)
@@ -478,25 +545,120 @@ def _collect_garbage(ctx: Context) -> None:
 
 
 def _size_revisions(ctx: Context) -> None:
-    """Replicas per revision: the spec's count for serving and warm revisions, zero for retired ones.
+    """Replicas per revision (`rollout/capacity.py`): a canary in proportion to the weight it serves or is
+    scaled up for, the stable at full size (or what the canary leaves it), a warm previous revision at its
+    declared size, zero for retired ones.
 
     The service router splits by replica ratio, and its one Service selects every revision's pods,
     so there a previous revision cannot stay warm without serving: it scales down at promotion.
     """
+    s, spec = ctx.status, ctx.spec
+    total = spec.model.replicas
+    if spec.traffic.router == "service":
+        _size_by_ratio(ctx)
+        return
+    plan = spec.rollout.capacity
+    canary = _revision(ctx, s.canary_revision) if s.canary_revision else None
+    rolling = canary is not None and canary.role == "canary" and s.phase != "RolledBack"
+    canary_size = capacity.canary_replicas(total, _sized_weight(ctx), plan.canary) if rolling else 0
+    for revision in s.revisions:
+        if revision.role == "retired":
+            revision.replicas = 0
+        elif revision.role == "canary":
+            # A rolled-back canary still serving keeps what it has until the stable takes its share back.
+            revision.replicas = canary_size if rolling else revision.replicas
+        elif revision.role == "stable":
+            revision.replicas = (
+                capacity.stable_replicas(total, s.weights.stable, canary_size, plan.stable) if rolling else total
+            )
+        else:
+            current = revision.replicas if plan.stable == "shrink" else total
+            revision.replicas = capacity.previous_replicas(plan.previous_replicas, total, current)
+
+
+def _size_by_ratio(ctx: Context) -> None:
     replicas = ctx.spec.model.replicas
-    split_by_ratio = ctx.spec.traffic.router == "service"
     weights = ctx.status.weights
     for revision in ctx.status.revisions:
-        if revision.role == "retired" or (split_by_ratio and revision.role == "previous"):
+        if revision.role in ("retired", "previous"):
             revision.replicas = 0
-        elif split_by_ratio:
-            share = weights.stable if revision.role == "stable" else weights.canary
-            if revision.role == "canary" and ctx.status.current_step is None:
-                # A canary must become Available before its first step: start it at that step's size.
-                share = ctx.spec.rollout.effective_steps()[0].weight
-            revision.replicas = replicas_for_share(replicas, share)
-        else:
-            revision.replicas = replicas
+            continue
+        share = weights.stable if revision.role == "stable" else weights.canary
+        if revision.role == "canary" and ctx.status.current_step is None:
+            # A canary must become Available before its first step: start it at that step's size.
+            share = ctx.spec.rollout.effective_steps()[0].weight
+        revision.replicas = replicas_for_share(replicas, share)
+
+
+def _sized_weight(ctx: Context) -> int:
+    """The canary weight its replicas are sized for: the scale-up in progress, the step in force, or the first
+    step before it starts."""
+    s = ctx.status
+    if s.scaling is not None:
+        return s.scaling.weight
+    if s.current_step is not None:
+        return s.weights.canary
+    return ctx.spec.rollout.effective_steps()[0].weight
+
+
+def _ready_needed(ctx: Context, weight: int) -> int:
+    """Ready canary replicas before the canary may serve `weight` percent."""
+    spec, s = ctx.spec, ctx.status
+    if spec.model.autoscaling is not None:
+        return 1  # the autoscaler owns the count: one ready pod proves the revision serves
+    if spec.traffic.router == "service":
+        return max(1, replicas_for_share(spec.model.replicas, weight))
+    return capacity.ready_needed(spec.model.replicas, weight, spec.rollout.capacity, s.weights.stable)
+
+
+def _carries_its_weight(ctx: Context) -> bool:
+    """Whether the canary's ready replicas carry the weight in force (before the first step: that step's)."""
+    s = ctx.status
+    seen = ctx.observations.of(s.canary_revision)
+    weight = s.weights.canary if s.current_step is not None else ctx.spec.rollout.effective_steps()[0].weight
+    return seen.exists and seen.ready_replicas > 0 and seen.ready_replicas >= _ready_needed(ctx, weight)
+
+
+def _capacity_note(ctx: Context) -> str:
+    seen = ctx.observations.of(ctx.status.canary_revision)
+    if not seen.unschedulable:
+        return ""
+    missing = ", ".join(capacity.missing_resources(seen.unschedulable_reason)) or "no node fits"
+    return f"; {seen.unschedulable} of its pods cannot be scheduled (missing {missing})"
+
+
+def _scaled_for(ctx: Context, index: int) -> bool:
+    """Whether the canary has the ready replicas step `index` needs; if not, it is scaled up for it and the
+    weight holds (an Event when the scale-up begins), bounded by `rollout.progressDeadline`."""
+    s, spec = ctx.status, ctx.spec
+    weight = spec.rollout.effective_steps()[index].weight
+    need = _ready_needed(ctx, weight)
+    ready = ctx.observations.of(s.canary_revision).ready_replicas
+    if ready >= need:
+        s.scaling = None
+        return True
+    values = {"weight": float(weight), "readyReplicas": float(ready), "neededReplicas": float(need)}
+    if s.scaling is None or s.scaling.weight != weight:
+        s.scaling = ScalingStatus(weight=weight, replicas=need, since=ctx.now_text)
+        ctx.record(
+            "scale-up", "ScalingUp",
+            f"Canary {s.canary_revision} scales up before it serves {weight}%: {ready}/{need} replicas ready",
+            revision=s.canary_revision, step=s.current_step, values=values,
+        )  # fmt: skip
+    elif ctx.now - parse_time(s.scaling.since) >= parse_duration(spec.rollout.progress_deadline):
+        _rollback(
+            ctx, "ProgressDeadlineExceeded",
+            f"canary had {ready}/{need} ready replicas for {weight}% after {spec.rollout.progress_deadline}"
+            f"{_capacity_note(ctx)}",
+        )  # fmt: skip
+        return False
+    steps = spec.rollout.effective_steps()
+    set_phase(
+        ctx, _step_phase(ctx, s.current_step or 0),
+        f"step {(s.current_step or 0) + 1}/{len(steps)} at {s.weights.canary}%: waiting for capacity: "
+        f"{ready}/{need} canary replicas ready for {weight}%{_capacity_note(ctx)}",
+    )  # fmt: skip
+    return False
 
 
 def _report_workloads(ctx: Context) -> None:
@@ -528,10 +690,13 @@ def _next_due(ctx: Context) -> str | None:
             waited = [started + parse_duration(spec.rollout.progress_deadline)]
         else:
             step = spec.rollout.effective_steps()[s.current_step]
-            waited = [] if step.approval else [started + parse_duration(step.pause or spec.rollout.interval)]
+            passed = step.approval or s.scaling is not None  # a scale-up waits on replicas, not this clock
+            waited = [] if passed else [started + parse_duration(step.pause or spec.rollout.interval)]
         # A wait that is over leaves the step waiting on a check or a person, whose answer wakes it: a time
         # already past would wake it every tick for nothing.
         due.extend(moment for moment in waited if moment >= ctx.now)
+    if s.canary_revision and s.scaling is not None and not frozen:
+        due.append(parse_time(s.scaling.since) + parse_duration(spec.rollout.progress_deadline))
     if s.canary_revision and s.inconclusive_since and s.phase in ("Progressing", "Promoting", "Paused") and not frozen:
         due.append(parse_time(s.inconclusive_since) + parse_duration(spec.rollout.inconclusive_deadline))
     due.extend(gates.next_due(ctx))

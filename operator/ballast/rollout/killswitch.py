@@ -11,7 +11,8 @@ backend at all (the Gateway answers with an error), with a condition and an Even
 can honour before it engages leaves traffic as it is and says why.
 
 With `killSwitch.stopPods` the model's pods stop once in-flight requests have drained; on release
-they start again and users return only once the revisions they return to serve.
+they start again at the sizes they had, and users return only once the revisions they return to have
+the ready replicas to carry their shares.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ballast.api.modeldeployment import Fallback, ModelDeploymentSpec
 from ballast.api.status import KillSwitchSource, ModelDeploymentStatus, ResumeState, Weights
 from ballast.api.timestamps import parse_time
 from ballast.api.types import Condition, parse_duration
+from ballast.rollout.capacity import canary_replicas
 from ballast.rollout.conditions import condition
 from ballast.rollout.context import Context, split_values
 from ballast.rollout.observations import Observations
@@ -39,17 +41,24 @@ def requested(ctx: Context) -> bool:
     return bool(ctx.observations.switches)
 
 
-def _serving(ctx: Context, revision: str | None) -> bool:
-    return ctx.observations.of(revision).ready_replicas > 0
+def _serving(ctx: Context, revision: str | None, share: int = 1) -> bool:
+    """Whether a revision's ready replicas carry `share` percent (restarted pods come back one by one)."""
+    ready = ctx.observations.of(revision).ready_replicas
+    needed = 1 if ctx.spec.model.autoscaling else canary_replicas(ctx.spec.model.replicas, share, "weighted")
+    return ready > 0 and ready >= needed
 
 
-def _returning_to(ctx: Context) -> list[str]:
-    """The revisions users return to on release (those the rollout's split gives a share)."""
+def _shares(ctx: Context) -> list[tuple[str, int]]:
+    """The revisions users return to on release, with the share the rollout's split gives each."""
     s = ctx.status
     # Once the overlay is laid, the rollout's own split is the one it keeps to restore.
     weights = s.kill_switch.resume.weights if s.weights.fallback and s.kill_switch.resume else s.weights
     shares = ((s.stable_revision, weights.stable), (s.canary_revision, weights.canary))
-    return [revision for revision, weight in shares if revision and weight > 0]
+    return [(revision, weight) for revision, weight in shares if revision and weight > 0]
+
+
+def _returning_to(ctx: Context) -> list[str]:
+    return [revision for revision, _ in _shares(ctx)]
 
 
 def _restart_deadline(ctx: Context) -> datetime | None:
@@ -68,7 +77,7 @@ def restarting(ctx: Context) -> bool:
     deadline = _restart_deadline(ctx)
     if deadline is not None and ctx.now >= deadline:
         return False
-    return not all(_serving(ctx, revision) for revision in _returning_to(ctx))
+    return not all(_serving(ctx, revision, share) for revision, share in _shares(ctx))
 
 
 def frozen(ctx: Context) -> bool:
@@ -86,6 +95,8 @@ def begin(ctx: Context) -> None:
     held = state.engaged or bool(state.sources)
     if held and not frozen(ctx) and s.canary_revision:
         s.step_started_at = ctx.now_text
+        if s.scaling is not None:  # its deadline, like the step's clocks, stood still while users were away
+            s.scaling = s.scaling.model_copy(update={"since": ctx.now_text})
         s.inconclusive_since = None
         s.inconclusive_checks = 0
 
@@ -360,7 +371,7 @@ def _release(ctx: Context) -> None:
     split = f"stable {s.stable_revision} {weights.stable}%"
     if s.canary_revision:
         split += f", canary {s.canary_revision} {weights.canary}%"
-    late = [r for r in _returning_to(ctx) if not _serving(ctx, r)] if s.kill_switch.stopped else []
+    late = [r for r, share in _shares(ctx) if not _serving(ctx, r, share)] if s.kill_switch.stopped else []
     s.message = f"kill switch released: {split}"
     message = f"Kill switch released: traffic restored to {split}"
     if late:

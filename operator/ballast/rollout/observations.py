@@ -24,6 +24,11 @@ class RevisionObservation:
     # Why the API server refuses to create this revision's pods (Pod Security, quota), as its
     # ReplicaSet reports it; "" while pods can be created. A refusal does not heal by waiting.
     refused: str = ""
+    # Pods the scheduler cannot place (PodScheduled False, reason Unschedulable), and its message.
+    unschedulable: int = 0
+    unschedulable_reason: str = ""
+    # GPUs (resources named */gpu) one pod of the revision requests.
+    gpus_per_pod: int = 0
 
     @property
     def crash_looping(self) -> bool:

@@ -8,7 +8,7 @@ Ballast did not create is never adopted: `ownership.py`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from ballast.api.annotations import (
     PROMOTE_ANNOTATION,
 )
 from ballast.api.modeldeployment import Fallback, ModelDeploymentSpec
+from ballast.api.revision import revision_inputs
 from ballast.api.status import Analysis, BurnReading, ModelDeploymentStatus
 from ballast.kube.client import KubeApi
 from ballast.kube.resources import DEPLOYMENTS, HTTP_ROUTES, SERVICES, Resource
@@ -73,16 +74,35 @@ def revision_of(child: Manifest) -> str | None:
     return revision
 
 
+def unschedulable_reason(pod: Manifest) -> str | None:
+    """The scheduler's message for a pod it cannot place (PodScheduled False, reason Unschedulable), else None."""
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        placed = (condition.get("type"), condition.get("status"), condition.get("reason"))
+        if placed == ("PodScheduled", "False", "Unschedulable"):
+            return str(condition.get("message") or "Unschedulable")
+    return None
+
+
 def observe_revisions(
-    deployments: list[Manifest], pods: list[Manifest], usable: Callable[[str], bool] = lambda _: True
+    deployments: list[Manifest],
+    pods: list[Manifest],
+    usable: Callable[[str], bool] = lambda _: True,
+    gpus: Mapping[str, int] | None = None,
 ) -> dict[str, RevisionObservation]:
-    """What each revision's workload reports; a revision whose workload is not all Ballast's (`usable`) is absent."""
+    """What each revision's workload reports; a revision whose workload is not all Ballast's (`usable`) is absent.
+    `gpus`: GPUs one pod of each revision requests (from its recorded template)."""
     restarts: dict[str, int] = {}
+    unschedulable: dict[str, int] = {}
+    reasons: dict[str, str] = {}
     for pod in pods:
         revision = revision_of(pod)
         counts = [c.get("restartCount", 0) for c in (pod.get("status") or {}).get("containerStatuses") or []]
         if revision:
             restarts[revision] = max(restarts.get(revision, 0), *counts, 0)
+            reason = unschedulable_reason(pod)
+            if reason is not None:
+                unschedulable[revision] = unschedulable.get(revision, 0) + 1
+                reasons[revision] = reason
     found = {}
     for deployment in deployments:
         revision = revision_of(deployment)
@@ -95,6 +115,9 @@ def observe_revisions(
             ready_replicas=int((deployment.get("status") or {}).get("readyReplicas", 0)),
             restarts=restarts.get(revision, 0),
             refused=pods_refused(deployment),
+            unschedulable=unschedulable.get(revision, 0),
+            unschedulable_reason=reasons.get(revision, ""),
+            gpus_per_pod=(gpus or {}).get(revision, 0),
         )
     return found
 
@@ -238,8 +261,15 @@ async def observe(
         workload = render.workload_name(name, revision)
         return claims.writable(DEPLOYMENTS, workload) and claims.writable(SERVICES, workload)
 
+    templates = {revision_of(r): r.get("data") or {} for r in children.revisions}
+    templates.setdefault(desired, revision_inputs(md["spec"]))
+    gpus = {
+        revision: render.gpus_per_pod(render.pod_template(inputs, spec))
+        for revision, inputs in templates.items()
+        if revision is not None and ("template" in inputs or "image" in inputs)
+    }
     observations = Observations(
-        revisions=observe_revisions(children.deployments, children.pods, usable),
+        revisions=observe_revisions(children.deployments, children.pods, usable, gpus),
         commands=commands_of(md),
         analysis=analysis,
         usage=usage,

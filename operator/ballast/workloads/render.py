@@ -109,6 +109,19 @@ def pod_template(inputs: dict[str, Any], spec: ModelDeploymentSpec) -> Manifest:
     return {"spec": {"containers": [container]}}
 
 
+def gpus_per_pod(pod: Manifest) -> int:
+    """GPUs one pod of this template requests: extended resources named `*/gpu` (nvidia.com/gpu, amd.com/gpu),
+    from each container's limits (which extended resources require) or requests."""
+    total = 0
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        resources = container.get("resources") or {}
+        asked = {**(resources.get("requests") or {}), **(resources.get("limits") or {})}
+        for name, quantity in asked.items():
+            if name.endswith("/gpu") and str(quantity).isdigit():
+                total += int(str(quantity))
+    return total
+
+
 def controller_revision(md: Manifest, revision: str, revision_inputs: dict[str, Any], number: int) -> Manifest:
     return {
         "apiVersion": "apps/v1",
