@@ -71,7 +71,7 @@ class KillSwitchDispatcher:
             self.generations[key] = generation
             self.runner.notify(key)
         for namespace, name in before | now:
-            self.reconciler.notify(namespace, name)
+            self.reconciler.switch(namespace, name)
 
     def deployment_changed(self, namespace: str, name: str) -> None:
         """A ModelDeployment's labels or kill-switch state changed: refresh the switches that select it."""
@@ -89,7 +89,7 @@ class KillSwitchDispatcher:
         if not self.view.has_cluster_switches():
             return
         for entry in self.view.deployments_in(namespace):
-            self.reconciler.notify(namespace, entry.name)
+            self.reconciler.switch(namespace, entry.name)
             self.deployment_changed(namespace, entry.name)
 
     async def _write(self, key: SwitchKey) -> None:
