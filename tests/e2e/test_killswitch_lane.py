@@ -26,30 +26,34 @@ class RouteLog:
     """Every HTTPRoute event of one namespace, in the order the API server sent them: (route, its sole backend)."""
 
     def __init__(self, custom: Any, namespace: str) -> None:
+        self.custom, self.namespace = custom, namespace
         self.events: list[tuple[str, str]] = []
         self.lock = threading.Lock()
-        self.watch = watch.Watch()  # type: ignore[no-untyped-call]
-        self.stream = self.watch.stream(  # type: ignore[no-untyped-call]
-            custom.list_namespaced_custom_object, "gateway.networking.k8s.io", "v1", namespace, "httproutes",
-            timeout_seconds=120,
-        )  # fmt: skip
+        self.stopping = threading.Event()
+        self.version = ""
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
-        for event in self.stream:
-            route = event["object"]
-            split: dict[str, Any] = next((r for r in route["spec"]["rules"] if r.get("name") == "split"), {})
-            refs = split.get("backendRefs", [])
-            with self.lock:
-                self.events.append((route["metadata"]["name"], refs[0]["name"] if len(refs) == 1 else ""))
+        while not self.stopping.is_set():  # a watch that times out goes on from the last version it saw
+            stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+                self.custom.list_namespaced_custom_object, "gateway.networking.k8s.io", "v1", self.namespace,
+                "httproutes", timeout_seconds=20, **({"resource_version": self.version} if self.version else {}),
+            )  # fmt: skip
+            for event in stream:
+                route = event["object"]
+                self.version = route["metadata"]["resourceVersion"]
+                split: dict[str, Any] = next((r for r in route["spec"]["rules"] if r.get("name") == "split"), {})
+                refs = split.get("backendRefs", [])
+                with self.lock:
+                    self.events.append((route["metadata"]["name"], refs[0]["name"] if len(refs) == 1 else ""))
 
     def snapshot(self) -> list[tuple[str, str]]:
         with self.lock:
             return list(self.events)
 
     def stop(self) -> None:
-        self.watch.stop()  # type: ignore[no-untyped-call]
+        self.stopping.set()
 
 
 def crowd_member(name: str, namespace: str) -> dict[str, Any]:
@@ -76,10 +80,10 @@ def test_a_switch_is_written_while_50_other_deployments_are_reconciling(
         cluster.apply([crowd_member(name, namespace) for name in crowd])
         switch = kill_switch("incident", namespace, modelDeployments=["bot"])
         custom.create_namespaced_custom_object("ballast.dev", "v1alpha1", namespace, "killswitches", switch)
-        wait_until(lambda: ("bot", "rules") in routes.snapshot(), 60, "the switched route to carry the fallback")
-        wait_until(lambda: {n for n, _ in routes.snapshot()} >= set(crowd), 120, f"all {CROWD} routes")
+        wait_until(lambda: ("bot", "rules") in routes.snapshot(), 120, "the switched route to carry the fallback")
+        wait_until(lambda: {n for n, _ in routes.snapshot()} >= set(crowd), 300, f"all {CROWD} routes")
         # Every reconcile of the crowd went through too: the switch lane starved none of them.
-        wait_until(lambda: stable(cluster, namespace) >= set(crowd), 120, f"all {CROWD} deployments Stable")
+        wait_until(lambda: stable(cluster, namespace) >= set(crowd), 300, f"all {CROWD} deployments Stable")
     finally:
         routes.stop()
     events = routes.snapshot()
