@@ -22,10 +22,10 @@ def switch_body(kind: str, name: str, spec: dict[str, Any], namespace: str | Non
 
 class FakeReconciler:
     def __init__(self) -> None:
-        self.notified: list[tuple[str, str]] = []
+        self.switched: list[tuple[str, str]] = []  # reconciles asked for in the switch lane
 
-    def notify(self, namespace: str, name: str) -> None:
-        self.notified.append((namespace, name))
+    def switch(self, namespace: str, name: str) -> None:
+        self.switched.append((namespace, name))
 
 
 class FakeApi:
@@ -76,20 +76,20 @@ CLUSTER_SWITCH = switch_body(
 )  # fmt: skip
 
 
-async def test_a_switch_event_reconciles_what_it_selects_before_and_after_a_change() -> None:
+async def test_a_switch_event_reconciles_what_it_selects_before_and_after_a_change_in_the_switch_lane() -> None:
     view = cluster_view([CLUSTER_SWITCH], FLEET, NAMESPACES)
     reconciler = FakeReconciler()
     writer = KillSwitchDispatcher(FakeApi({"outage": CLUSTER_SWITCH}), view, reconciler)  # type: ignore[arg-type]
     writer.switch_changed(None, CLUSTER_SWITCH)
-    assert sorted(reconciler.notified) == [("prod-1", "bot"), ("prod-2", "bot")]
-    reconciler.notified.clear()
+    assert sorted(reconciler.switched) == [("prod-1", "bot"), ("prod-2", "bot")]
+    reconciler.switched.clear()
     writer.switch_changed("MODIFIED", CLUSTER_SWITCH)  # its own status write: same generation, same targets
-    assert reconciler.notified == []
+    assert reconciler.switched == []
     narrowed = switch_body("ClusterKillSwitch", "outage", {"namespaces": ["prod-1"]}, generation=2)
     view = cluster_view([narrowed], FLEET, NAMESPACES)
     writer.view = view
     writer.switch_changed("MODIFIED", narrowed)  # prod-2/bot is let go, prod-1/internal newly held
-    assert sorted(reconciler.notified) == [("prod-1", "bot"), ("prod-1", "internal"), ("prod-2", "bot")]
+    assert sorted(reconciler.switched) == [("prod-1", "bot"), ("prod-1", "internal"), ("prod-2", "bot")]
     await writer.runner.stop()
 
 

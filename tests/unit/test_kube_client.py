@@ -3,6 +3,7 @@ dropped."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -11,7 +12,11 @@ from kubernetes.config import ConfigException
 
 from ballast.handlers.startup import login
 from ballast.kube.client import (
+    IN_FLIGHT,
+    IN_SWITCH_LANE,
     SERVICE_ACCOUNT_DIR_VARIABLE,
+    THROTTLED_RETRIES,
+    THROTTLED_WAIT_CAP,
     ApiError,
     KubeApi,
     TokenFile,
@@ -112,3 +117,58 @@ def test_kopf_logs_in_with_the_same_service_account(tmp_path: Path, monkeypatch:
     assert info is not None
     assert (info.server, info.ca_path, info.token) == ("https://127.0.0.1:6443", str(folder / "ca.crt"), "pod-token")
     assert info.default_namespace == "ballast-system"
+
+
+class HeldServer:
+    """Answers the switch lane's requests at once and holds every routine one until released."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.held = 0
+        self.throttle: list[str] = []  # Retry-After values of 429s to answer first
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        if self.throttle:
+            return httpx.Response(429, headers={"Retry-After": self.throttle.pop(0)}, json={"message": "slow down"})
+        if request.url.path.endswith("/routine"):
+            self.held += 1
+            await self.release.wait()
+        return httpx.Response(200, json={"metadata": {"name": request.url.path.rsplit("/", 1)[-1]}})
+
+
+async def test_a_switch_write_goes_out_while_routine_calls_fill_every_slot_of_their_lane() -> None:
+    server = HeldServer()
+    api = KubeApi(httpx.AsyncClient(base_url="https://api", transport=httpx.MockTransport(server)))
+    routine = [asyncio.create_task(api.get(SERVICES, "ns", "routine")) for _ in range(3 * IN_FLIGHT)]
+    while server.held < IN_FLIGHT:
+        await asyncio.sleep(0.001)
+    token = IN_SWITCH_LANE.set(lambda: True)
+    try:
+        switched = await asyncio.wait_for(api.get(SERVICES, "ns", "switch"), timeout=5)
+    finally:
+        IN_SWITCH_LANE.reset(token)
+    assert switched == {"metadata": {"name": "switch"}}
+    assert server.held == IN_FLIGHT  # routine calls beyond their slots still wait their turn
+    server.release.set()
+    await asyncio.gather(*routine)
+    await api.close()
+
+
+async def test_a_throttled_request_is_sent_again_after_the_servers_retry_after_capped() -> None:
+    server = HeldServer()
+    server.release.set()
+    server.throttle = ["2", "600"]
+    api = KubeApi(httpx.AsyncClient(base_url="https://api", transport=httpx.MockTransport(server)))
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    api.sleep = sleep
+    assert await api.get(SERVICES, "ns", "x") == {"metadata": {"name": "x"}}
+    assert waits == [2.0, THROTTLED_WAIT_CAP]
+    server.throttle = ["0"] * THROTTLED_RETRIES
+    with pytest.raises(ApiError) as refused:
+        await api.get(SERVICES, "ns", "x")
+    assert refused.value.status == 429
+    await api.close()

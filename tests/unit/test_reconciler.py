@@ -16,13 +16,14 @@ from ballast.analysis.providers.base import Sample
 from ballast.api.modeldeployment import ModelDeploymentSpec
 from ballast.api.revision import revision_hash
 from ballast.api.status import ModelDeploymentStatus
-from ballast.kube.client import ApiError
+from ballast.kube.client import IN_SWITCH_LANE, ApiError
 from ballast.kube.resources import EVENTS, HTTP_ROUTES, MODEL_DEPLOYMENTS, Resource
 from ballast.rollout.check_scope import began_in
 from ballast.shell.children import Children
-from ballast.shell.cluster_view import ClusterView
+from ballast.shell.cluster_view import ClusterView, switch_of
 from ballast.shell.reconciler import IMMEDIATE_RETRIES, RETRY_AFTER_ERROR, Reconciler
-from ballast.shell.references import OPT_IN_ANNOTATION, ReferenceView
+from ballast.shell.references import OPT_IN_ANNOTATION, ReferenceView, ServiceFacts
+from ballast.shell.switch_lane import SwitchLane
 from ballast.workloads.render import DEPLOYMENT_LABEL, REVISION_LABEL
 from tests.unit.test_rollout_core import READY, Run, check
 
@@ -305,3 +306,76 @@ async def test_budget_use_is_measured_beside_the_reconcile_and_priced_into_statu
     assert provider.queries >= 3  # prompt, completion, successes: each one query for every revision
     world.reconciler.forget(NS, NAME)
     assert world.reconciler.usage.usage(KEY) is None
+
+
+class LaneRecordingApi(FakeApi):
+    """Records each write in order, with whether it was sent in the switch lane."""
+
+    def __init__(self, md: dict[str, Any]) -> None:
+        super().__init__(md)
+        self.writes: list[tuple[str, bool]] = []
+
+    def record(self, what: str) -> None:
+        self.writes.append((what, IN_SWITCH_LANE.get()()))
+
+    async def patch_status(self, *args: Any) -> dict[str, Any]:
+        self.record("status")
+        return await super().patch_status(*args)
+
+    async def json_patch(self, *args: Any) -> dict[str, Any]:
+        self.record("route")
+        return await super().json_patch(*args)
+
+    async def create(self, resource: Resource, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.record(resource.plural)
+        return await super().create(resource, namespace, body)
+
+
+def switched_world(build: Build) -> tuple[World, LaneRecordingApi]:
+    spec = held_spec(routeRef={"name": "yours", "rule": "split"})
+    spec["fallbacks"] = [{"name": "rules", "service": {"name": "faq-rules", "port": 8080}}]
+    world = build(spec)
+    api = LaneRecordingApi(world.api.md)
+    world.api = world.reconciler.api = api  # type: ignore[assignment]
+    switch = switch_of({"kind": "KillSwitch", "spec": {"reason": "incident", "modelDeployments": [NAME]},
+                        "metadata": {"name": "incident", "namespace": NS, "generation": 1}})  # fmt: skip
+    none: dict[Any, list[Any]] = {}
+    services = {(NS, "faq-rules"): [ServiceFacts(ports=(8080,))]}
+    world.reconciler.view = ClusterView({NS: [switch]}, none, none, none, none, services)
+    world.reconciler.checks.last_check[KEY] = world.now[0]
+    return world, api
+
+
+async def test_a_switch_pass_writes_the_route_first_in_the_switch_lane_and_the_rest_in_the_routine_lane(
+    build: Build,
+) -> None:
+    world, api = switched_world(build)
+    world.reconciler.switch(NS, NAME)
+    await world.settle()
+    assert world.api.status().kill_switch.engaged is True
+    assert api.writes[0] == ("route", True)
+    assert {lane for what, lane in api.writes[1:]} == {False}
+    assert {what for what, _ in api.writes[1:]} >= {"status", "events"}
+    assert not world.reconciler.lane.waiting(KEY)
+
+
+def test_calls_under_way_for_a_deployment_move_to_the_switch_lane_until_a_pass_carrying_the_switch_writes_it() -> None:
+    lane = SwitchLane()
+    bound = lane.bind(KEY)
+    try:
+        routine = lane.claim(KEY)  # a routine pass, started before any switch
+        assert IN_SWITCH_LANE.get()() is False
+        lane.request(KEY)  # a switch arrives while it runs: its next calls go in the switch lane
+        assert IN_SWITCH_LANE.get()() is True
+        lane.route_written(KEY, routine)  # it carried no switch: the switch still waits
+        assert lane.waiting(KEY)
+        first = lane.claim(KEY)
+        lane.request(KEY)  # another switch event during the pass carrying the first
+        lane.route_written(KEY, first)
+        assert lane.waiting(KEY)
+        lane.route_written(KEY, lane.claim(KEY))
+        assert not lane.waiting(KEY)
+        assert IN_SWITCH_LANE.get()() is False
+    finally:
+        lane.unbind(bound)
+    assert IN_SWITCH_LANE.get()() is False  # the task's other calls were never touched

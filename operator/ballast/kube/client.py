@@ -10,6 +10,7 @@ applying the same desired object twice changes nothing and other managers' field
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import os
@@ -29,9 +30,20 @@ from ballast.kube.resources import Resource
 FIELD_MANAGER = "ballast"
 # The API server's whole answer when a JSON patch cannot be applied, a failed `test` operation among them.
 JSON_PATCH_NOT_APPLICABLE = "the server rejected our request due to an error in our request"
-# Requests in flight at once. Beyond this they wait here, in order, rather than in httpx's connection pool,
-# whose scheduling costs grow with the queue (measured: most of the operator's CPU with 200 queued).
+# Requests in flight at once, per lane. Beyond this they wait here, in order, rather than in httpx's connection
+# pool, whose scheduling costs grow with the queue (measured: most of the operator's CPU with 200 queued).
 IN_FLIGHT = 8
+# Two lanes, each with its own IN_FLIGHT slots: kill-switch writes never queue behind routine reconcile calls.
+LANES = ("routine", "switch")
+# Whether the request about to be sent belongs in the switch lane; asked per request, so work already under way
+# for a deployment moves to the switch lane as soon as a switch is waiting for it.
+IN_SWITCH_LANE: contextvars.ContextVar[Callable[[], bool]] = contextvars.ContextVar(
+    "IN_SWITCH_LANE", default=lambda: False
+)
+# An API server shedding load (429, priority and fairness) says when to come back; the wait is capped and the
+# request tried again a few times before the caller sees the error.
+THROTTLED_RETRIES = 5
+THROTTLED_WAIT_CAP = 5.0
 Object = dict[str, Any]
 # A resourceVersion no object has (etcd revisions never get there): as a precondition of a server-side apply it
 # creates the object when it is absent and is a 409 when any object of that name exists (kubectl-tested on the
@@ -140,8 +152,18 @@ def client_settings(
 def _client_from_configuration(
     configuration: Any, timeout: float, auth: httpx.Auth | None = None, user_agent: str | None = None
 ) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
+    connections = IN_FLIGHT * len(LANES)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     return httpx.AsyncClient(**client_settings(configuration, timeout, auth, user_agent), limits=limits)
+
+
+def retry_after(response: httpx.Response) -> float:
+    """Seconds to wait before sending a throttled (429) request again: the server's Retry-After, capped."""
+    try:
+        wait = float(response.headers.get("Retry-After", "1"))
+    except ValueError:  # an HTTP date: rare from an API server; wait the default
+        wait = 1.0
+    return min(max(wait, 0.0), THROTTLED_WAIT_CAP)
 
 
 def _digest(body: Object) -> str:
@@ -157,7 +179,8 @@ def _version(body: Object) -> str:
 class KubeApi:
     def __init__(self, http: httpx.AsyncClient) -> None:
         self.http = http
-        self.gate = asyncio.Semaphore(IN_FLIGHT)
+        self.lanes = {lane: asyncio.Semaphore(IN_FLIGHT) for lane in LANES}
+        self.sleep: Callable[[float], Any] = asyncio.sleep
         # What this process last applied, per object: (digest of the body, version the API server answered).
         self.applied: dict[tuple[str, str, str], tuple[str, str]] = {}
         # Called before every write is sent; raises to refuse it (leader election: only the leader writes).
@@ -206,11 +229,19 @@ class KubeApi:
         recorded = self.applied.get((resource.plural, metadata.get("namespace") or "", metadata["name"]))
         return recorded is not None and recorded[1] == _version(body)
 
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        for _ in range(THROTTLED_RETRIES):
+            async with self.lanes["switch" if IN_SWITCH_LANE.get()() else "routine"]:
+                if method != "GET" and self.write_fence is not None:
+                    self.write_fence()  # checked last, after any wait for a slot: the write goes out now or never
+                response = await self.http.request(method, path, **kwargs)
+            if response.status_code != 429:
+                return response
+            await self.sleep(retry_after(response))  # outside the lane: a throttled request holds no slot
+        return response
+
     async def _request(self, method: str, path: str, **kwargs: Any) -> Object | None:
-        async with self.gate:
-            if method != "GET" and self.write_fence is not None:
-                self.write_fence()  # checked last, after any wait for the gate: the write goes out now or never
-            response = await self.http.request(method, path, **kwargs)
+        response = await self._send(method, path, **kwargs)
         if response.status_code == 404 and method == "GET":
             return None
         if response.status_code >= 400:

@@ -69,9 +69,10 @@ class KillSwitchDispatcher:
             if self.generations.get(key) == generation and before == now:
                 return  # our own status write, or a resync: nothing to switch
             self.generations[key] = generation
-            self.runner.notify(key)
         for namespace, name in before | now:
-            self.reconciler.notify(namespace, name)
+            self.reconciler.switch(namespace, name)
+        if event_type != "DELETED":
+            self.runner.notify(key)  # after the reconciles: the switch's own status is paperwork, routes go first
 
     def deployment_changed(self, namespace: str, name: str) -> None:
         """A ModelDeployment's labels or kill-switch state changed: refresh the switches that select it."""
@@ -89,7 +90,7 @@ class KillSwitchDispatcher:
         if not self.view.has_cluster_switches():
             return
         for entry in self.view.deployments_in(namespace):
-            self.reconciler.notify(namespace, entry.name)
+            self.reconciler.switch(namespace, entry.name)
             self.deployment_changed(namespace, entry.name)
 
     async def _write(self, key: SwitchKey) -> None:

@@ -44,6 +44,7 @@ from ballast.shell.observe import Observed, fallback_service, observe
 from ballast.shell.operator_switch import apply_operator_switch
 from ballast.shell.per_key_runner import PerKeyRunner
 from ballast.shell.references import ReferenceView
+from ballast.shell.switch_lane import SwitchLane
 from ballast.shell.usage_meter import UsageMeter
 from ballast.traffic.acceptance import not_written, parents_digest
 from ballast.traffic.backends import backends_for
@@ -81,6 +82,7 @@ class Reconciler:
         self.references = references
         self.responder_image = responder_image
         self.runner: PerKeyRunner[Key] = PerKeyRunner(self._reconcile_timed, self._failed)
+        self.lane = SwitchLane()
         self.checks = ContractChecks(provider, self.notify)
         self.usage = UsageMeter(provider, self.notify)
         self.watch = BurnWatch(provider, self.notify)
@@ -102,6 +104,12 @@ class Reconciler:
         """Ask for a reconcile; coalesces with one already waiting."""
         self.runner.notify((namespace, name))
 
+    def switch(self, namespace: str, name: str) -> None:
+        """A kill switch may have engaged or released: reconcile with this deployment's calls in the switch lane
+        until its route is written."""
+        self.lane.request((namespace, name))
+        self.notify(namespace, name)
+
     def changed(self, namespace: str, name: str, resource_version: str) -> None:
         """A watch event of the ModelDeployment: reconcile, unless it is the echo of this reconciler's own write.
         Deployments whose fallbacks lead to it reconcile too: a fallback cycle may have closed or opened."""
@@ -119,6 +127,7 @@ class Reconciler:
         key = (namespace, name)
         self.due.pop(key, None)
         self.races.pop(key, None)
+        self.lane.forget(key)
         self.checks.forget(key)
         self.usage.forget(key)
         self.watch.forget(key)
@@ -168,8 +177,11 @@ class Reconciler:
 
     async def _reconcile_timed(self, key: Key) -> None:
         started = time.monotonic()
+        lane = self.lane.bind(key)
+        claimed = self.lane.claim(key)
         try:
-            await self.reconcile(*key)
+            await self.reconcile(*key, claimed=claimed)
+            self.lane.route_written(key, claimed)  # a pass that wrote no route: nothing was to switch
             self.races.pop(key, None)
         except ApiError as error:
             if error.namespace_terminating:
@@ -182,6 +194,7 @@ class Reconciler:
             self.races[key] = races
             self.notify(*key)  # someone wrote in between: decide again, at once, on fresh state
         finally:
+            self.lane.unbind(lane)
             metrics.reconcile_seconds.observe(time.monotonic() - started)
 
     def _failed(self, key: Key, error: Exception) -> None:
@@ -207,7 +220,9 @@ class Reconciler:
 
     # -------------------------------------------------------------------------- one reconcile
 
-    async def reconcile(self, namespace: str, name: str) -> None:
+    async def reconcile(self, namespace: str, name: str, claimed: int | None = None) -> None:
+        """One pass; `claimed` is the switch request it carries (`SwitchLane.claim`), released once the route is
+        written."""
         md = await self.api.get(MODEL_DEPLOYMENTS, namespace, name)
         if md is None or md["metadata"].get("deletionTimestamp"):
             self.forget(namespace, name)
@@ -237,6 +252,14 @@ class Reconciler:
         decision = decide(spec, desired, md["metadata"].get("generation", 1), status, observations, now)
         templates = {r["metadata"]["labels"][render.REVISION_LABEL]: r["data"] for r in children.revisions}
         self._report_acceptance(md, spec, status, decision.status, templates, seen, format_time(now))
+        # A kill switch moving users touches only the route: it goes first, before status, Events or workloads.
+        rerouted = (status.weights.fallback, status.weights.fallback_name) != (
+            decision.status.weights.fallback,
+            decision.status.weights.fallback_name,
+        )
+        if rerouted:
+            await apply_route(self.api, md, spec, decision.status, templates, children, seen)
+        self.lane.route_written(key, claimed)
 
         if decision.status != status:
             md = await self.api.patch_status(
@@ -264,13 +287,6 @@ class Reconciler:
             metrics.record_state(namespace, name, decision.status.phase, weights.stable, weights.canary,
                                  weights.fallback, decision.status.kill_switch.engaged)  # fmt: skip
             metrics.record_budget(namespace, name, decision.status.budget)
-            # A kill switch moving users touches only the route: it goes first, before any workload write.
-            rerouted = (status.weights.fallback, status.weights.fallback_name) != (
-                weights.fallback,
-                weights.fallback_name,
-            )
-            if rerouted:
-                await apply_route(self.api, md, spec, decision.status, templates, children, seen)
             await apply_workloads(self.api, md, spec, decision.status, desired, templates, children, seen)
             await apply_responder(self.api, md, spec, children, self.responder_image, seen)
             await apply_operator_switch(self.api, md, decision.status, self.view)
