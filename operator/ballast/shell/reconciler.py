@@ -231,8 +231,7 @@ class Reconciler:
             for entry in decision.history:
                 metrics.decisions.labels(namespace, name, entry.action).inc()
             weights = decision.status.weights
-            metrics.record_state(namespace, name, decision.status.phase, weights.stable, weights.canary,
-                                 weights.fallback, decision.status.kill_switch.engaged)  # fmt: skip
+            self._record_metrics(md, spec, decision.status)
             # A kill switch moving users touches only the route: it goes first, before any workload write.
             rerouted = (status.weights.fallback, status.weights.fallback_name) != (
                 weights.fallback,
@@ -248,6 +247,17 @@ class Reconciler:
             await events
         refused = bool(observations.conflicts) or observations.route_refused is not None
         self._schedule(key, decision.status, now, refused)
+
+    @staticmethod
+    def _record_metrics(md: Manifest, spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> None:
+        metadata = md["metadata"]
+        namespace, name = metadata["namespace"], metadata["name"]
+        weights, switch = status.weights, status.kill_switch
+        since = parse_time(switch.engaged_at).timestamp() if switch.engaged_at else None
+        metrics.record_state(namespace, name, status.phase, weights.stable, weights.canary, weights.fallback,
+                             switch.engaged, since)  # fmt: skip
+        metrics.record_owner(namespace, name, (metadata.get("labels") or {}).get(metrics.OWNER_LABEL, ""))
+        metrics.record_analysis(namespace, name, status.last_analysis, status.stable_revision, spec.contract.objectives)
 
     def _report_acceptance(
         self,
