@@ -58,7 +58,11 @@ def rbac_file() -> list[Manifest]:
 # ------------------------------------------------------------------------------------------ lint and values
 
 
-@pytest.mark.parametrize("values", [[], ["--set", "replicaCount=1"], ["--set", "crds.install=false"]])
+MONITORING = ["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.prometheusRule.enabled=true",
+              "--set", "metrics.dashboard.enabled=true"]  # fmt: skip
+
+
+@pytest.mark.parametrize("values", [[], ["--set", "replicaCount=1"], ["--set", "crds.install=false"], MONITORING])
 def test_helm_lint_strict_is_clean(helm: Helm, values: list[str]) -> None:
     result = helm.run("lint", "--strict", f"--kube-version={KUBE_VERSION}", str(CHART), *values, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -108,6 +112,8 @@ def test_the_documentation_check_finds_an_undocumented_value() -> None:
         (["--set", "replicas=2"], "replicas"),
         (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
         (["--set", "operator.prometheusUrl=prometheus:9090"], "prometheusUrl"),
+        (["--set", "metrics.prometheusRule.for.operatorDown=soon"], "operatorDown"),
+        (["--set", 'metrics.prometheusRule.operatorOwner=a\\"b'], "operatorOwner"),
     ],
 )
 def test_the_values_schema_refuses_what_the_chart_cannot_use(helm: Helm, values: list[str], expected: str) -> None:
@@ -275,3 +281,91 @@ def test_the_final_image_stage_builds_nothing_and_runs_as_a_numeric_non_root_use
     assert int(uid) != 0, f"USER {user} is root"
     chart_user = yaml.safe_load((CHART / "values.yaml").read_text())["podSecurityContext"]["runAsUser"]
     assert int(uid) == chart_user
+
+
+# ------------------------------------------------------------------------------------------------ monitoring
+
+DASHBOARD = CHART / "files" / "dashboard.json"
+# What Grafana needs of a dashboard it provisions, and of each panel it draws.
+DASHBOARD_FIELDS = {"title", "uid", "schemaVersion", "panels", "time", "templating", "annotations", "version"}
+PANEL_FIELDS = {"id", "type", "title", "gridPos", "datasource", "targets"}
+GRID_FIELDS = {"h", "w", "x", "y"}
+TARGET_FIELDS = {"refId", "expr", "datasource"}
+
+
+def dashboard_problems(dashboard: Manifest) -> list[str]:
+    """Fields Grafana requires that are missing, and datasources named by a fixed id instead of a variable."""
+    problems = [f"dashboard: no {field}" for field in sorted(DASHBOARD_FIELDS - set(dashboard))]
+    variables = {v["name"] for v in dashboard.get("templating", {}).get("list", [])}
+
+    def datasource(where: str, reference: Any) -> None:
+        uid = reference.get("uid", "") if isinstance(reference, dict) else str(reference)
+        if not (uid.startswith("${") and uid[2:-1] in variables):
+            problems.append(f"{where}: datasource {reference!r} is not a dashboard variable")
+
+    for panel in dashboard.get("panels", []):
+        where = f"panel {panel.get('title', panel.get('id'))!r}"
+        problems += [f"{where}: no {field}" for field in sorted(PANEL_FIELDS - set(panel))]
+        grid = set(panel.get("gridPos", {}))
+        problems += [f"{where}: gridPos has no {field}" for field in sorted(GRID_FIELDS - grid)]
+        datasource(where, panel.get("datasource"))
+        for target in panel.get("targets", []):
+            problems += [f"{where}: a target has no {field}" for field in sorted(TARGET_FIELDS - set(target))]
+            datasource(f"{where} target", target.get("datasource"))
+    for annotation in dashboard.get("annotations", {}).get("list", []):
+        if "expr" in annotation:
+            datasource(f"annotation {annotation['name']!r}", annotation.get("datasource"))
+    ids = [panel.get("id") for panel in dashboard.get("panels", [])]
+    if len(ids) != len(set(ids)):
+        problems.append("panel ids repeat")
+    return problems
+
+
+def test_the_dashboard_has_every_field_grafana_requires_and_datasources_as_variables() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard_problems(dashboard) == []
+    assert any(v["name"] == "datasource" and v["type"] == "datasource" for v in dashboard["templating"]["list"])
+
+
+def test_the_dashboard_check_finds_a_missing_field_and_a_hard_coded_datasource() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    del dashboard["uid"]
+    del dashboard["panels"][0]["gridPos"]["w"]
+    dashboard["panels"][1]["targets"][0]["datasource"] = {"type": "prometheus", "uid": "P1809F7CD0C75ACF3"}
+    assert dashboard_problems(dashboard) == [
+        "dashboard: no uid",
+        f"panel {dashboard['panels'][0]['title']!r}: gridPos has no w",
+        f"panel {dashboard['panels'][1]['title']!r} target: datasource "
+        "{'type': 'prometheus', 'uid': 'P1809F7CD0C75ACF3'} is not a dashboard variable",
+    ]
+
+
+def test_the_dashboard_configmap_holds_the_dashboard_file_for_grafanas_sidecar(helm: Helm) -> None:
+    assert by_kind(helm.template(), "ConfigMap") == []  # off by default
+    (config_map,) = by_kind(helm.template(*MONITORING), "ConfigMap")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(config_map["data"]["ballast.json"]) == json.loads(DASHBOARD.read_text())
+
+
+def test_alerts_page_a_models_owner_or_the_operators_team_and_the_service_monitor_keeps_the_metrics_labels(
+    helm: Helm,
+) -> None:
+    rendered = helm.template("--namespace=ops", *MONITORING, "--set", "metrics.prometheusRule.operatorOwner=sre")
+    assert by_kind(helm.template(), "PrometheusRule") == []  # off by default
+    groups = {g["name"]: g["rules"] for g in the(rendered, "PrometheusRule")["spec"]["groups"]}
+    about_models, about_operator = groups["ballast-deployments"], groups["ballast-operator"]
+    assert {r["alert"] for r in about_models} == {
+        "BallastRollback", "BallastKillSwitchEngaged", "BallastKillSwitchEngagedLong", "BallastBudgetExceeded"
+    }  # fmt: skip
+    assert {r["alert"] for r in about_operator} == {
+        "BallastOperatorDown", "BallastNoLeader", "BallastMetricsProviderUnreachable", "BallastReconcileLagHigh"
+    }  # fmt: skip
+    for rule in about_models:  # the owner comes from the deployment's info series, platform when it has none
+        assert "group_left (owner)" in rule["expr"]
+        assert '"owner", "platform", "owner", ""' in rule["expr"]
+        assert "owner" not in rule["labels"]
+    assert {r["labels"]["owner"] for r in about_operator} == {"sre"}
+    assert all(r["labels"]["severity"] in ("warning", "critical") for r in about_models + about_operator)
+    assert all('job="ballast-metrics"' in r["expr"] for r in about_models + about_operator)
+    (endpoint,) = the(rendered, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["honorLabels"] is True  # the metrics' `namespace` is the deployment's, not the operator's

@@ -408,7 +408,7 @@ async def test_a_paused_runner_drops_requests_and_cancels_its_runs_until_resumed
     await started_run.wait()
     runner.notify("x")  # waits behind the run in flight
     await runner.pause()
-    assert (runner.tasks, runner.pending, ran) == (set(), set(), [])
+    assert (runner.tasks, runner.pending, ran) == (set(), {}, [])
     runner.notify("y")
     assert runner.tasks == set()
     runner.resume()

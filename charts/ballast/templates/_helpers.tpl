@@ -62,3 +62,20 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- toJson $documents }}
 {{- end }}
+
+{{/* The `job` label Prometheus gives the operator's metrics: a ServiceMonitor names the job after the Service. */}}
+{{- define "ballast.metricsJob" -}}
+{{ include "ballast.fullname" . }}-metrics
+{{- end }}
+
+{{/* A per-deployment alert's expression with its owner: the `owner` of ballast_modeldeployment_info (the
+deployment's ballast.dev/owner label), else defaultOwner. A deployment without an info series still alerts. */}}
+{{- define "ballast.owned" -}}
+{{- $info := printf "max by (namespace, name, owner) (ballast_modeldeployment_info{job=\"%s\"})" (include "ballast.metricsJob" .root) -}}
+label_replace(
+  ({{ .expr }}) * on (namespace, name) group_left (owner) {{ $info }}
+  or on (namespace, name)
+  ({{ .expr }}),
+  "owner", {{ .root.Values.metrics.prometheusRule.defaultOwner | quote }}, "owner", ""
+)
+{{- end }}

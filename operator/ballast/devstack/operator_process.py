@@ -64,7 +64,8 @@ class Operator:
 
     def start(self) -> None:
         self.port = port = free_port()
-        self.metrics_port = free_port()
+        # A restart keeps its metrics port, as a pod keeps its: whatever scrapes it finds it again.
+        self.metrics_port = self.metrics_port or free_port()
         environment = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "POD_NAME": self.identity}
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(

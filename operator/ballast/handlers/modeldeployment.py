@@ -19,11 +19,12 @@ from ballast.handlers.leader import election_config, start_election, stop_electi
 from ballast.hooks import OutboundPolicy, ServiceAccountTokens, WebhookCaller
 from ballast.kube.client import KubeApi
 from ballast.kube.resources import WRITTEN_KINDS
-from ballast.observability import executor
+from ballast.observability import executor, metrics
 from ballast.shell.children import Children
 from ballast.shell.cluster_view import ClusterView
 from ballast.shell.killswitch import KillSwitchDispatcher
 from ballast.shell.leader import user_agent
+from ballast.shell.provider_probe import probe_forever
 from ballast.shell.reconciler import Reconciler
 from ballast.shell.references import ReferenceView
 from ballast.traffic.acceptance import parents_digest
@@ -64,12 +65,18 @@ async def start_reconciler(memo: kopf.Memo, **kwargs: Any) -> None:
     memo["switches"] = KillSwitchDispatcher(api, view, reconciler)
     # Only the leader reconciles: every replica starts as a standby, and campaigns once its indexes are filled.
     await start_election(memo, api, reconciler, memo["switches"], view)
-    memo["ticker"] = asyncio.get_running_loop().create_task(reconciler.tick_forever())
+    loop = asyncio.get_running_loop()
+    metrics.reconcile_lag.set_function(reconciler.runner.oldest_wait)
+    memo["ticker"] = loop.create_task(reconciler.tick_forever())
+    provider = reconciler.checks.provider
+    memo["prober"] = loop.create_task(probe_forever(provider, "prometheus")) if provider is not None else None
 
 
 @kopf.on.cleanup()
 async def stop_reconciler(memo: kopf.Memo, **_: Any) -> None:
     memo["ticker"].cancel()
+    if memo["prober"] is not None:
+        memo["prober"].cancel()
     await stop_election(memo)  # stops every reconcile, then hands the lease over
     await memo["reconciler"].stop()
     await memo["switches"].runner.stop()

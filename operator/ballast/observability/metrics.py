@@ -8,7 +8,8 @@ import threading
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
-from ballast.api.status import BudgetStatus, BurnReading, Phase
+from ballast.api.modeldeployment import Objective
+from ballast.api.status import Analysis, BudgetStatus, BurnReading, Phase
 
 PHASES: tuple[Phase, ...] = ("Pending", "Progressing", "Paused", "Promoting", "Stable", "RolledBack", "Failed")
 
@@ -43,6 +44,41 @@ executor_waiting = Gauge("ballast_executor_jobs_waiting", "Calls waiting for a f
 executor_oldest_job = Gauge(
     "ballast_executor_oldest_job_seconds", "How long the longest-running call on an executor thread has run."
 )
+reconcile_lag = Gauge(
+    "ballast_reconcile_lag_seconds", "How long the oldest reconcile asked for has waited to start (0: none waits)."
+)
+provider_up = Gauge(
+    "ballast_metrics_provider_up",
+    "1 while the metrics provider answers the operator's probe, 0 while not; no series before the first probe.",
+    ["provider"],
+)
+provider_failures = Counter(
+    "ballast_metrics_provider_probe_failures", "Probes of the metrics provider that failed.", ["provider"]
+)
+info = Gauge(
+    "ballast_modeldeployment_info",
+    "1 per ModelDeployment; `owner` is its spec.owner.team (else its ballast.dev/owner label), whom its alerts page.",
+    ["namespace", "name", "owner"],
+)
+kill_switch_since = Gauge(
+    "ballast_kill_switch_engaged_since_timestamp_seconds",
+    "When users of a ModelDeployment were moved to a fallback (Unix time); no series while not engaged.",
+    ["namespace", "name"],
+)
+objective_value = Gauge(
+    "ballast_objective_value",
+    "An objective's value in the last contract check, per revision measured (canary, and stable when compared).",
+    ["namespace", "name", "objective", "revision"],
+)
+objective_bound = Gauge(
+    "ballast_objective_bound",
+    "An objective's bound in the last contract check: max, min, or relative (the factor times the stable value).",
+    ["namespace", "name", "objective", "kind"],
+)
+
+OWNER_LABEL = "ballast.dev/owner"
+# Decisions that alert: their series exist at 0 from the first reconcile, so the first one is an increase.
+ALERTED_ACTIONS = ("rollback",)
 
 usage_tokens = Gauge(
     "ballast_usage_tokens_per_minute", "Prompt plus completion tokens per minute per revision, over the budget window.",
@@ -97,9 +133,24 @@ def record_budget(namespace: str, name: str, budget: BudgetStatus | None) -> Non
 
 
 def record_state(
-    namespace: str, name: str, current: Phase, stable: int, canary: int, fallback: int, killed: bool
+    namespace: str,
+    name: str,
+    current: Phase,
+    stable: int,
+    canary: int,
+    fallback: int,
+    killed: bool,
+    killed_since: float | None = None,
 ) -> None:
     kill_switch.labels(namespace, name).set(1 if killed else 0)
+    if killed and killed_since is not None:
+        kill_switch_since.labels(namespace, name).set(killed_since)
+    else:
+        with contextlib.suppress(KeyError):
+            kill_switch_since.remove(namespace, name)
+    for action in ALERTED_ACTIONS:
+        decisions.labels(namespace, name, action)
+    reconcile_errors.labels(namespace, name)  # at 0: the first failure is an increase too
     for candidate in PHASES:
         phase.labels(namespace, name, candidate).set(1 if candidate == current else 0)
     for backend, value in (("stable", stable), ("canary", canary), ("fallback", fallback)):
@@ -113,9 +164,58 @@ def record_burn(namespace: str, name: str, reading: BurnReading) -> None:
                 burn_rate.labels(namespace, name, window).set(value)
 
 
+def record_owner(namespace: str, name: str, owner: str) -> None:
+    """The one info series of a deployment, naming whom its alerts page (a changed owner replaces it)."""
+    _replace(info, namespace, name, {(owner,): 1.0})
+
+
+def _bounds(objective: Objective) -> dict[str, float]:
+    kinds = {"max": objective.max, "min": objective.min, "relative": objective.relative_to_stable}
+    return {kind: bound for kind, bound in kinds.items() if bound is not None}
+
+
+def record_analysis(
+    namespace: str, name: str, analysis: Analysis | None, stable: str | None, objectives: list[Objective]
+) -> None:
+    """Each objective's values (canary, and stable when measured) and bounds in the last check; series of
+    objectives or revisions no longer there go. A relative bound is exported as the limit it set."""
+    bounds = {objective.name: _bounds(objective) for objective in objectives}
+    values: dict[tuple[str, ...], float] = {}
+    limits: dict[tuple[str, ...], float] = {}
+    for result in analysis.objectives if analysis is not None else ():
+        assert analysis is not None
+        if result.value is not None:
+            values[(result.name, analysis.revision)] = result.value
+        if result.stable_value is not None and stable:
+            values[(result.name, stable)] = result.stable_value
+        for kind, bound in bounds.get(result.name, {}).items():
+            if kind != "relative":
+                limits[(result.name, kind)] = bound
+            elif result.stable_value is not None:
+                limits[(result.name, kind)] = bound * result.stable_value
+    _replace(objective_value, namespace, name, values)
+    _replace(objective_bound, namespace, name, limits)
+
+
+def _replace(metric: Gauge, namespace: str, name: str, wanted: dict[tuple[str, ...], float]) -> None:
+    """Make a deployment's series of `metric` exactly `wanted` (labels after namespace and name -> value)."""
+    for family in metric.collect():
+        for sample in family.samples:
+            labels = tuple(v for k, v in sample.labels.items() if k not in ("namespace", "name"))
+            if (sample.labels["namespace"], sample.labels["name"]) == (namespace, name) and labels not in wanted:
+                with contextlib.suppress(KeyError):
+                    metric.remove(namespace, name, *labels)
+    for labels, value in wanted.items():
+        metric.labels(namespace, name, *labels).set(value)
+
+
 # Every metric with series per ModelDeployment, and its labels after namespace and name.
 PER_DEPLOYMENT: tuple[tuple[MetricWrapperBase, tuple[str, ...]], ...] = (
     (kill_switch, ()),
+    (kill_switch_since, ()),
+    (info, ("owner",)),
+    (objective_value, ("objective", "revision")),
+    (objective_bound, ("objective", "kind")),
     (phase, ("phase",)),
     (weight, ("backend",)),
     (decisions, ("action",)),
@@ -143,3 +243,9 @@ def forget(namespace: str, name: str) -> None:
         for values in found:
             with contextlib.suppress(KeyError):
                 metric.remove(namespace, name, *values)
+
+
+def forget_all() -> None:
+    """A standby exports no deployment's state: only the leader's series say what is true now."""
+    for metric, _ in PER_DEPLOYMENT:
+        metric.clear()

@@ -43,6 +43,7 @@ class Leadership:
     async def stand_by(self) -> None:
         """Act on nothing: no reconcile, no contract check, no switch status; the indexes stay warm."""
         metrics.leader.set(0)
+        metrics.forget_all()
         self.reconciler.checks.forget_all()
         self.reconciler.usage.forget_all()
         self.reconciler.watch.forget_all()

@@ -7,6 +7,7 @@ pass at a time acts on fresh state.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -22,7 +23,7 @@ class PerKeyRunner(Generic[K]):
         self.on_error = on_error
         self.locks: dict[K, asyncio.Lock] = {}
         self.users: dict[K, int] = {}  # runs of each key waiting for or holding its lock
-        self.pending: set[K] = set()
+        self.pending: dict[K, float] = {}  # keys asked for and not started yet -> when first asked (monotonic)
         self.tasks: set[asyncio.Task[None]] = set()
         self.paused = False
 
@@ -30,7 +31,7 @@ class PerKeyRunner(Generic[K]):
         """Ask for a run of `key`; coalesces with one already waiting; dropped while paused."""
         if self.paused or key in self.pending:
             return
-        self.pending.add(key)
+        self.pending[key] = time.monotonic()
         task = asyncio.get_running_loop().create_task(self._run(key))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -40,7 +41,7 @@ class PerKeyRunner(Generic[K]):
         self.users[key] = self.users.get(key, 0) + 1
         try:
             async with lock:
-                self.pending.discard(key)
+                self.pending.pop(key, None)
                 try:
                     await self.work(key)
                 except Exception as error:  # a failed run is the caller's to retry; it never kills the operator
@@ -49,6 +50,11 @@ class PerKeyRunner(Generic[K]):
             self.users[key] -= 1
             if not self.users[key]:
                 del self.users[key], self.locks[key]
+
+    def oldest_wait(self) -> float:
+        """Seconds the longest-waiting request has waited for its run to start (0 when none waits): the lag."""
+        oldest = min(self.pending.values(), default=None)
+        return 0.0 if oldest is None else time.monotonic() - oldest
 
     async def pause(self) -> None:
         """Drop every request and cancel every run until `resume()` (a standby acts on nothing)."""

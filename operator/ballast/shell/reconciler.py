@@ -283,9 +283,7 @@ class Reconciler:
                 metrics.record_burn(namespace, name, burn)
             for entry in decision.history:
                 metrics.decisions.labels(namespace, name, entry.action).inc()
-            weights = decision.status.weights
-            metrics.record_state(namespace, name, decision.status.phase, weights.stable, weights.canary,
-                                 weights.fallback, decision.status.kill_switch.engaged)  # fmt: skip
+            self._record_metrics(md, spec, decision.status)
             metrics.record_budget(namespace, name, decision.status.budget)
             await apply_workloads(self.api, md, spec, decision.status, desired, templates, children, seen)
             await apply_responder(self.api, md, spec, children, self.responder_image, seen)
@@ -296,6 +294,19 @@ class Reconciler:
             await events
         refused = bool(observations.conflicts) or observations.route_refused is not None
         self._schedule(key, decision.status, now, refused)
+
+    @staticmethod
+    def _record_metrics(md: Manifest, spec: ModelDeploymentSpec, status: ModelDeploymentStatus) -> None:
+        metadata = md["metadata"]
+        namespace, name = metadata["namespace"], metadata["name"]
+        weights, switch = status.weights, status.kill_switch
+        since = parse_time(switch.engaged_at).timestamp() if switch.engaged_at else None
+        metrics.record_state(namespace, name, status.phase, weights.stable, weights.canary, weights.fallback,
+                             switch.engaged, since)  # fmt: skip
+        # spec.owner is who answers for the model; the label serves deployments written before it existed.
+        owner = spec.owner.team if spec.owner else (metadata.get("labels") or {}).get(metrics.OWNER_LABEL, "")
+        metrics.record_owner(namespace, name, owner)
+        metrics.record_analysis(namespace, name, status.last_analysis, status.stable_revision, spec.contract.objectives)
 
     def _report_acceptance(
         self,

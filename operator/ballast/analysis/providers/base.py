@@ -31,5 +31,8 @@ class MetricsProvider(Protocol):
     async def query(self, promql: str) -> list[Sample]:
         """An instant query; the result vector (a scalar comes back as one sample without labels)."""
 
+    async def online(self) -> bool:
+        """True when the backend answers a trivial query (the provider probe: `ballast_metrics_provider_up`)."""
+
     async def close(self) -> None:
         """Release connections (the operator is stopping)."""

@@ -62,5 +62,12 @@ class PrometheusProvider:
         data: dict[str, Any] = body.get("data") or {}
         return data
 
+    async def online(self) -> bool:
+        try:
+            await self.query("vector(1)")
+        except ProviderError:
+            return False
+        return True
+
     async def close(self) -> None:
         await self.http.aclose()
