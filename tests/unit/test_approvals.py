@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
-from ballast.api.modeldeployment import ModelDeploymentSpec
+from ballast.api.modeldeployment import ModelDeploymentSpec, Owner, Webhook
+from ballast.api.status import ModelDeploymentStatus
 from ballast.api.validation import validate_manifest
+from ballast.hooks.payload import webhook_payload
 from ballast.observability.events import OWNER_ESCALATION_ANNOTATION, OWNER_TEAM_ANNOTATION, event_manifest
 from ballast.rollout.context import Event
 from ballast.rollout.observations import Commands
@@ -121,3 +123,12 @@ def test_an_event_without_an_owner_is_unchanged() -> None:
     event = event_manifest({**MD, "spec": {}}, Event("Normal", "Deployed", "First revision"), NOW)
     assert event["message"] == "First revision"
     assert "annotations" not in event["metadata"]
+
+
+def test_every_webhook_call_names_the_owner() -> None:
+    owned = approval_spec().model_copy(update={"owner": Owner(team="assistants", escalation="pager:oncall")})
+    hook = Webhook(name="notify", type="event", url="https://hooks.example.com/")
+    payload = webhook_payload({**MD, "metadata": {**MD["metadata"], "generation": 1}}, owned,
+                              ModelDeploymentStatus(), hook, None)  # fmt: skip
+    assert payload["owner"] == {"team": "assistants", "escalation": "pager:oncall"}
+    assert webhook_payload(MD, approval_spec(), ModelDeploymentStatus(), hook, None)["owner"] is None

@@ -40,6 +40,8 @@ def webhook_payload(
             "generation": metadata.get("generation"),
             "model": spec.model.name,
         },
+        # Who answers for the model: a notification reaches the person who can act (spec.owner).
+        "owner": None if spec.owner is None else spec.owner.model_dump(by_alias=True, exclude_none=True),
         "phase": status.phase,
         "step": step,
         "steps": len(steps),
