@@ -11,10 +11,17 @@ from ballast.shell.killswitch import KillSwitchDispatcher
 from ballast.shell.references import ServiceFacts
 from ballast.traffic.grants import grant_of
 
+WRITER = {
+    "manager": "kubectl-client-side-apply",
+    "operation": "Update",
+    "time": "2026-11-27T10:00:00Z",
+    "fieldsV1": {"f:spec": {"f:reason": {}}},
+}
+
 
 def switch_body(kind: str, name: str, spec: dict[str, Any], namespace: str | None = None, generation: int = 1) -> Any:
     metadata: dict[str, Any] = {"name": name, "generation": generation, "creationTimestamp": "2026-11-27T10:00:00Z",
-                                "managedFields": [{"manager": "kubectl-client-side-apply"}]}  # fmt: skip
+                                "managedFields": [WRITER]}  # fmt: skip
     if namespace:
         metadata["namespace"] = namespace
     return {"kind": kind, "metadata": metadata, "spec": {"reason": "incident", **spec}}
@@ -180,3 +187,15 @@ def test_the_view_reads_routes_from_the_live_index_even_when_it_starts_empty() -
     assert view.route("apps", "bot") is None
     routes[("apps", "bot")] = [{"metadata": {"name": "bot"}}]
     assert view.route("apps", "bot") == {"metadata": {"name": "bot"}}
+
+
+def test_the_requester_of_a_switch_is_who_wrote_its_spec_not_who_wrote_its_status_since() -> None:
+    """The API server lists managers in no order of arrival: Ballast's later status write may come first."""
+    status_writer = {"manager": "ballast", "operation": "Update", "subresource": "status",
+                     "time": "2026-11-27T10:00:01Z", "fieldsV1": {"f:status": {}}}  # fmt: skip
+    later_editor = {**WRITER, "manager": "kubectl-edit", "time": "2026-11-27T11:00:00Z"}
+    body = switch_body("KillSwitch", "mine", {"modelDeployments": ["bot"]}, "team")
+    body["metadata"]["managedFields"] = [status_writer, later_editor, WRITER]
+    assert switch_of(body).source().requested_by == "kubectl-client-side-apply"
+    body["metadata"]["managedFields"] = [status_writer]
+    assert switch_of(body).source().requested_by is None

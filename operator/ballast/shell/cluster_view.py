@@ -64,11 +64,22 @@ def route_summary(body: Mapping[str, Any]) -> dict[str, Any]:
     })  # fmt: skip
 
 
+def spec_writer(managed_fields: list[dict[str, Any]]) -> str | None:
+    """The field manager that first wrote the spec: who engaged the switch, not who wrote its status since (the
+    API server keeps managedFields in no order that says who came first)."""
+    writers = [
+        entry
+        for entry in managed_fields
+        if entry.get("subresource") != "status" and "f:spec" in (entry.get("fieldsV1") or {})
+    ]
+    first = min(writers, key=lambda entry: str(entry.get("time") or ""), default=None)
+    return str(first["manager"]) if first is not None and first.get("manager") else None
+
+
 def switch_of(body: Mapping[str, Any]) -> Switch:
     """A Switch from a KillSwitch or ClusterKillSwitch body (admission has validated the spec)."""
     metadata = body["metadata"]
-    managers = metadata.get("managedFields") or []
-    creator = managers[0].get("manager") if managers else None
+    creator = spec_writer(metadata.get("managedFields") or [])
     if body["kind"] == "KillSwitch":
         spec = KillSwitchSpec.model_validate(body["spec"])
         return Switch("KillSwitch", metadata["name"], metadata["namespace"], spec, creator)
