@@ -155,11 +155,11 @@ def test_one_replica_writes_and_a_standby_takes_over_a_killed_leader_mid_canary_
     ids = [h["id"] for h in done["history"]]
     assert len(ids) == len(set(ids)), ids
     assert [h["action"] for h in done["history"]] == [
-        "deploy", "canary", "step", "kill", "release", "scale-up", "step", "promote",
+        "deploy", "canary", "step", "kill", "release", "approve", "scale-up", "step", "promote",
     ]  # fmt: skip
     # Events go out beside the act step, after the status write that says Stable: the last may still be on its way.
     expected = Counter({"Deployed": 1, "CanaryStarted": 1, "StepStarted": 2, "KillSwitchEngaged": 1,
-                        "KillSwitchReleased": 1, "ScalingUp": 1, "Promoted": 1})  # fmt: skip
+                        "KillSwitchReleased": 1, "Approved": 1, "ScalingUp": 1, "Promoted": 1})  # fmt: skip
     events: list[dict[str, Any]] = []
 
     def every_event_posted() -> bool:

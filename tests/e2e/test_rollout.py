@@ -48,23 +48,25 @@ def test_first_deploy_serves_everything_from_its_revision(
     assert len(report.by_backend) == 2  # both replicas serve
 
 
-def test_a_budget_nothing_acts_on_is_named_by_a_condition_until_it_goes(
+def test_a_budget_action_nothing_takes_yet_is_named_by_a_condition_until_it_goes(
     cluster: Cluster, operator: Operator, namespace: str
 ) -> None:
     manifest = model_deployment("spend", namespace)
-    budgeted = {**manifest, "spec": {**manifest["spec"], "budgets": {"tokensPerMinute": 1000}}}
+    manifest["spec"]["fallbacks"] = [{"name": "sorry", "reject": {}}]
+    shift = {"action": "shift", "share": 50, "to": "sorry"}
+    budgeted = {**manifest, "spec": {**manifest["spec"], "budgets": {"tokensPerMinute": 1000, "whenExceeded": shift}}}
     apply(cluster, budgeted)
 
-    def inert(s: dict[str, Any]) -> dict[str, Any] | None:
-        return next((c for c in s.get("conditions", []) if c["type"] == "FieldsNotActedOn"), None)
+    def acting(s: dict[str, Any]) -> dict[str, Any] | None:
+        return next((c for c in s.get("conditions", []) if c["type"] == "BudgetActionActive"), None)
 
-    named = inert(wait_status(cluster, namespace, "spend", "FieldsNotActedOn", lambda s: inert(s) is not None))
+    named = acting(wait_status(cluster, namespace, "spend", "BudgetActionActive", lambda s: acting(s) is not None))
     assert named is not None
-    assert named["status"] == "True"
-    assert named["message"].startswith("spec.budgets: ")
+    assert (named["status"], named["reason"]) == ("False", "NotImplemented")
+    assert named["message"].startswith("spec.budgets.whenExceeded.action shift is not acted on yet")
     cluster.kubectl("patch", "mdep", "spend", "-n", namespace, "--type=json",
                     "-p", '[{"op": "remove", "path": "/spec/budgets"}]')  # fmt: skip
-    wait_status(cluster, namespace, "spend", "no FieldsNotActedOn", lambda s: s.get("phase") and inert(s) is None)
+    wait_status(cluster, namespace, "spend", "no BudgetActionActive", lambda s: s.get("phase") and acting(s) is None)
 
 
 def test_a_template_change_walks_the_steps_and_the_split_follows(
@@ -100,8 +102,9 @@ def test_a_template_change_walks_the_steps_and_the_split_follows(
     revisions = wait_revisions_match_deployments(cluster, namespace, "walk")
     assert {r["role"]: r["readyReplicas"] for r in revisions} == {"stable": 2, "previous": 2}
     actions = [h["action"] for h in done["history"]]
-    # The canary runs one replica at 30% of 2 and scales up to two before it serves 100%.
-    assert actions == ["deploy", "canary", "step", "scale-up", "step", "promote"]
+    # Approved by annotation (its writer unrecorded), the canary runs one replica at 30% of 2 and scales up to two
+    # before it serves 100%.
+    assert actions == ["deploy", "canary", "step", "approve", "scale-up", "step", "promote"]
     described = cluster.kubectl("describe", "mdep", "walk", "-n", namespace).stdout
     for reason in ("Deployed", "CanaryStarted", "StepStarted", "Promoted"):
         assert reason in described
