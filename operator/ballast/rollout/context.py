@@ -78,6 +78,14 @@ class Context:
         self.events.append(Event("Warning" if warning else "Normal", reason, message))
 
 
+SIGNIFICANT_DIGITS = 2  # noise below this does not rewrite status
+
+
+def significant(value: float | None) -> float | None:
+    """A measured value as status compares it: to SIGNIFICANT_DIGITS significant digits."""
+    return None if value is None else float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+
+
 def split_values(weights: Weights) -> dict[str, float]:
     """A history entry's numbers for a traffic split: every share, summing to 100, as it is after the decision."""
     return {

@@ -26,7 +26,7 @@ from ballast.api.timestamps import parse_time
 from ballast.api.types import Condition, parse_duration
 from ballast.rollout import killswitch
 from ballast.rollout.conditions import condition
-from ballast.rollout.context import Context, set_phase
+from ballast.rollout.context import Context, set_phase, significant
 
 SWITCH_SUFFIX = "-burn-rate"
 
@@ -68,18 +68,14 @@ def _describe(reading: BurnReading, pair: BurnWindowReading) -> str:
     )
 
 
-_SIGNIFICANT = 2  # digits: noise below this does not rewrite status
-
-
 def _digest(reading: BurnReading | None) -> object:
     """What a person reads of a burn-rate check: its verdict, source and burn rates to two significant digits."""
     if reading is None:
         return None
 
-    def rounded(value: float | None) -> float | None:
-        return None if value is None else float(f"{value:.{_SIGNIFICANT}g}")
-
-    pairs = tuple((p.long, p.short, rounded(p.long_burn), rounded(p.short_burn), p.breached) for p in reading.windows)
+    pairs = tuple(
+        (p.long, p.short, significant(p.long_burn), significant(p.short_burn), p.breached) for p in reading.windows
+    )
     return reading.revision, reading.verdict, reading.source, reading.reason, pairs
 
 

@@ -16,7 +16,7 @@ from ballast.api.types import parse_duration
 from ballast.rollout import approvals, budgets, capacity, contract_watch, gates, killswitch, refusals
 from ballast.rollout.check_scope import SHADOW_STEP, judged_step, measured_now
 from ballast.rollout.conditions import not_acted_on, set_conditions
-from ballast.rollout.context import Context, Decision, Event, set_phase, split_values
+from ballast.rollout.context import Context, Decision, Event, set_phase, significant, split_values
 from ballast.rollout.observations import Observations
 
 __all__ = ["Decision", "Event", "decide", "replicas_for_share"]
@@ -344,23 +344,20 @@ def _gated(ctx: Context, kind: str, step: int | None) -> bool:
     return False
 
 
-_SIGNIFICANT = 2  # digits: noise below this does not rewrite status
-
-
 def _digest(analysis: Analysis | None) -> object:
     """What a person reads of a check: what it measured, verdicts and values to two significant digits."""
     if analysis is None:
         return None
-
-    def rounded(value: float | None) -> float | None:
-        return None if value is None else float(f"{value:.{_SIGNIFICANT}g}")
 
     return (
         analysis.revision,
         analysis.step,
         analysis.canary_weight,
         analysis.verdict,
-        tuple((o.name, o.verdict, rounded(o.value), rounded(o.stable_value), o.reason) for o in analysis.objectives),
+        tuple(
+            (o.name, o.verdict, significant(o.value), significant(o.stable_value), o.reason)
+            for o in analysis.objectives
+        ),
     )
 
 
