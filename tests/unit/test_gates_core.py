@@ -13,7 +13,7 @@ from ballast.api.modeldeployment import ModelDeploymentSpec, Webhook
 from ballast.api.timestamps import format_time
 from ballast.rollout.core import Decision, decide
 from ballast.rollout.gates import backoff, due_calls
-from ballast.rollout.observations import GateResult
+from ballast.rollout.observations import Commands, GateResult
 from tests.unit.test_rollout_core import READY, T0, Run, spec
 
 STEPS = [{"weight": 10, "pause": "10s"}, {"weight": 50, "pause": "10s"}, {"weight": 100}]
@@ -287,3 +287,19 @@ def test_a_gate_whose_host_resolves_to_a_refused_address_holds_and_the_progressi
     assert progressing.status == "True"
     assert f"gate smoke (pre-rollout: no answer after 1 calls: {why})" in progressing.message
     assert run.status.weights.canary == 0
+
+
+def test_an_approval_given_while_a_rollout_gate_holds_is_kept_until_the_gate_passes() -> None:
+    """The promote token is taken only when the step is left: a gate that holds never swallows an approval."""
+    steps = [{"weight": 10, "approval": True}, {"weight": 100}]
+    run = GatedRun(hook("load", "rollout"), steps=steps)
+    run.canary_waiting()
+    run.step("bbb", 1)
+    assert run.status.weights.canary == 10
+    run.commands = Commands(promote="t1", approved_by="alice")
+    run.step("bbb", 1)
+    assert (run.status.weights.canary, [e.outcome for e in run.status.gates]) == (10, ["Pending"])
+    run.answer("load", "Passed")
+    decision = run.step("bbb", 1)
+    assert run.status.weights.canary == 100
+    assert [h.message for h in decision.history if h.action == "approve"] == ["Step 1/2 approved by alice"]
